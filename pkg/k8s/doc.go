@@ -1,0 +1,22 @@
+// Package k8s builds go-micro services with the defaults a Kubernetes
+// deployment wants. Each default exists because Kubernetes already does the
+// job go-micro would otherwise do itself:
+//
+//   - gRPC server and client: Kubernetes Services, meshes and the kubelet's
+//     gRPC probes all speak HTTP/2 gRPC, so one protocol crosses the cluster.
+//   - The static selector: Kubernetes does discovery and load balancing. A
+//     client asks for service "greeter" and dials "greeter:8080", the DNS name
+//     of the Kubernetes Service; kube-proxy or a mesh picks the pod.
+//   - An in-memory registry and broker: with Kubernetes doing discovery there
+//     is nothing to register with. No multicast (mDNS does not cross pods), no
+//     registry server to run, and no Kubernetes API access, so no RBAC.
+//   - Bind 0.0.0.0:8080: a pod's port must be reachable on the pod IP, and one
+//     well-known port keeps containerPort, Service and selector in step.
+//   - Debug.Health registered: the health sidecar calls it for the liveness
+//     probe (go-micro v6 no longer registers it by itself). Only Health is
+//     exposed, not go-micro's Log, Stats or Trace debug endpoints.
+//
+// Every default is an option applied before the caller's, so the caller's
+// options win; command-line flags and MICRO_* variables are applied last, when
+// the service's Init parses them, and win over both.
+package k8s

@@ -1,0 +1,85 @@
+package k8s
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"go-micro.dev/v6/registry"
+	"go-micro.dev/v6/selector"
+)
+
+const (
+	// SelectorName is the name the static selector answers to:
+	// --selector=static or MICRO_SELECTOR=static.
+	SelectorName = "static"
+	// EnvDomainName, when set, is appended to the service name, for example
+	// "default.svc.cluster.local" to resolve "greeter" in another namespace.
+	EnvDomainName = "STATIC_SELECTOR_DOMAIN_NAME"
+	// EnvPortNumber overrides the port the static selector dials.
+	EnvPortNumber = "STATIC_SELECTOR_PORT_NUMBER"
+	// DefaultPort is the port every service listens on and every Kubernetes
+	// Service exposes, so the static selector dials it by default.
+	DefaultPort = 8080
+)
+
+// staticSelector resolves a service name to the address of the Kubernetes
+// Service of that name and lets Kubernetes (or a mesh) balance behind it.
+type staticSelector struct {
+	opts   selector.Options
+	domain string
+	port   string
+	err    error // a bad environment, reported by every Select
+}
+
+// NewStaticSelector returns the static selector, configured from
+// STATIC_SELECTOR_DOMAIN_NAME and STATIC_SELECTOR_PORT_NUMBER.
+func NewStaticSelector(opts ...selector.Option) selector.Selector {
+	s := &staticSelector{
+		domain: strings.Trim(os.Getenv(EnvDomainName), "."),
+		port:   strconv.Itoa(DefaultPort),
+	}
+	if p, ok := os.LookupEnv(EnvPortNumber); ok {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			s.err = fmt.Errorf("static selector: %s=%q is not a port number (1-65535)", EnvPortNumber, p)
+		}
+		s.port = p
+	}
+	_ = s.Init(opts...)
+	return s
+}
+
+func (s *staticSelector) Init(opts ...selector.Option) error {
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	return nil
+}
+
+func (s *staticSelector) Options() selector.Options { return s.opts }
+
+// Select always returns the one address of the service's Kubernetes Service.
+func (s *staticSelector) Select(service string, _ ...selector.SelectOption) (selector.Next, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	if service == "" {
+		return nil, selector.ErrNotFound
+	}
+	host := service
+	if s.domain != "" {
+		host += "." + s.domain
+	}
+	node := &registry.Node{Id: service, Address: net.JoinHostPort(host, s.port)}
+	return func() (*registry.Node, error) { return node, nil }, nil
+}
+
+// Mark and Reset do nothing: Kubernetes, not the client, takes failed pods out
+// of rotation (readiness probes and endpoint removal).
+func (s *staticSelector) Mark(string, *registry.Node, error) {}
+func (s *staticSelector) Reset(string)                      {}
+func (s *staticSelector) Close() error                      { return nil }
+func (s *staticSelector) String() string                    { return SelectorName }

@@ -1,0 +1,59 @@
+package k8s
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestStaticSelectorResolves(t *testing.T) {
+	cases := []struct {
+		name, domain, port, want string
+	}{
+		{name: "defaults", want: "greeter:8080"},
+		{name: "domain", domain: "default.svc.cluster.local", want: "greeter.default.svc.cluster.local:8080"},
+		{name: "domain with dots", domain: ".prod.svc.", want: "greeter.prod.svc:8080"},
+		{name: "port", port: "9090", want: "greeter:9090"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(EnvDomainName, c.domain)
+			if c.port != "" {
+				t.Setenv(EnvPortNumber, c.port)
+			}
+			next, err := NewStaticSelector().Select("greeter")
+			if err != nil {
+				t.Fatalf("Select: %v", err)
+			}
+			node, err := next()
+			if err != nil {
+				t.Fatalf("next: %v", err)
+			}
+			if node.Address != c.want {
+				t.Errorf("address = %q, want %q", node.Address, c.want)
+			}
+		})
+	}
+}
+
+func TestStaticSelectorRefusesBadInput(t *testing.T) {
+	for _, port := range []string{"", "http", "0", "65536", "-1"} {
+		t.Run("port "+port, func(t *testing.T) {
+			t.Setenv(EnvPortNumber, port)
+			_, err := NewStaticSelector().Select("greeter")
+			if err == nil || !strings.Contains(err.Error(), EnvPortNumber) {
+				t.Fatalf("Select with %s=%q: err = %v, want one naming the variable", EnvPortNumber, port, err)
+			}
+		})
+	}
+	t.Run("empty service", func(t *testing.T) {
+		if _, err := NewStaticSelector().Select(""); err == nil {
+			t.Fatal("Select(\"\") succeeded")
+		}
+	})
+}
+
+func TestStaticSelectorName(t *testing.T) {
+	if got := NewStaticSelector().String(); got != "static" {
+		t.Fatalf("String() = %q, want static (the name --selector takes)", got)
+	}
+}

@@ -1,0 +1,139 @@
+package k8s
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go-micro.dev/v6"
+	"go-micro.dev/v6/broker"
+	"go-micro.dev/v6/client"
+	grpcclient "go-micro.dev/v6/client/grpc"
+	"go-micro.dev/v6/cmd"
+	debugpb "go-micro.dev/v6/debug/proto"
+	"go-micro.dev/v6/registry"
+	"go-micro.dev/v6/selector"
+	"go-micro.dev/v6/server"
+	grpcserver "go-micro.dev/v6/server/grpc"
+	"go-micro.dev/v6/web"
+)
+
+// ShutdownTimeout bounds how long a stopping service waits for in-flight
+// requests. The pods' terminationGracePeriodSeconds must stay above it.
+const ShutdownTimeout = 10 * time.Second
+
+// DefaultAddress is where every service listens unless told otherwise
+// (--server_address or MICRO_SERVER_ADDRESS): all interfaces, so the pod IP
+// is reachable, on DefaultPort.
+func DefaultAddress() string { return net.JoinHostPort("0.0.0.0", strconv.Itoa(DefaultPort)) }
+
+// NewService returns a go-micro gRPC service named name with the Kubernetes
+// defaults described in the package comment; opts are applied after them.
+func NewService(name string, opts ...micro.Option) micro.Service {
+	reg := registry.NewMemoryRegistry()
+	brk := broker.NewMemoryBroker()
+	// The command line compares --selector with this value to decide whether
+	// to swap selectors, so it must be the selector the client ends up with.
+	current := NewStaticSelector()
+
+	defaults := []micro.Option{
+		micro.Server(grpcserver.NewServer(
+			server.Name(name),
+			server.Address(DefaultAddress()),
+			server.Registry(reg),
+			server.Broker(brk),
+			grpcserver.GracefulStopTimeout(ShutdownTimeout),
+		)),
+		micro.Client(grpcclient.NewClient(
+			client.Selector(current),
+			client.Registry(reg),
+			client.Broker(brk),
+		)),
+		// The broker before the registry: micro.Registry also re-points the
+		// service's broker, which would otherwise be go-micro's global one.
+		micro.Broker(brk),
+		micro.Registry(reg),
+		micro.Cmd(newCmd(&current)),
+	}
+	last := func(o *micro.Options) {
+		current = o.Client.Options().Selector
+		// Registered on whichever server the caller's options left in place.
+		if err := o.Server.Handle(o.Server.NewHandler(newDebugHandler())); err != nil {
+			slog.Error("registering Debug.Health", "service", name, "err", err)
+		}
+	}
+	return micro.NewService(name, append(append(defaults, opts...), last)...)
+}
+
+// newCmd is go-micro's command line (flags and MICRO_* variables) with the
+// static selector as the one selector it can choose by name, kept in a map of
+// its own rather than go-micro's package-level one.
+func newCmd(current *selector.Selector) cmd.Cmd {
+	return cmd.NewCmd(
+		cmd.Selector(current),
+		func(o *cmd.Options) {
+			o.Selectors = map[string]func(...selector.Option) selector.Selector{
+				SelectorName: NewStaticSelector,
+			}
+		},
+	)
+}
+
+// NewWebService returns a go-micro web service named name that listens on
+// DefaultAddress with HTTP timeouts, drains in-flight requests when it stops,
+// and whose Options().Service.Client() calls other services with the defaults
+// of NewService. opts are applied after the defaults.
+func NewWebService(name string, opts ...web.Option) web.Service {
+	var svc web.Service
+	defaults := []web.Option{
+		web.Name(name),
+		web.Address(DefaultAddress()),
+		web.MicroService(NewService(name)),
+		web.Server(newHTTPServer()),
+	}
+	opts = append(defaults, opts...)
+	// go-micro's web service only closes its listener when it stops; shutting
+	// the server down as well lets in-flight requests finish.
+	opts = append(opts, web.AfterStop(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		defer cancel()
+		if err := svc.Options().Server.Shutdown(ctx); err != nil {
+			return fmt.Errorf("draining HTTP requests: %w", err)
+		}
+		return nil
+	}))
+	svc = web.NewService(opts...)
+	return svc
+}
+
+// newHTTPServer bounds every phase of a request, so a slow or hostile client
+// cannot hold a connection (or a goroutine) forever.
+func newHTTPServer() *http.Server {
+	return &http.Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+}
+
+// newDebugHandler returns a handler that the server registers as "Debug",
+// answering Debug.Health and nothing else of go-micro's Debug service.
+func newDebugHandler() any {
+	type Debug struct{ health }
+	return &Debug{}
+}
+
+type health struct{}
+
+// Health answers "ok" whenever the server can take requests at all, which is
+// what a liveness probe asks.
+func (health) Health(_ context.Context, _ *debugpb.HealthRequest, rsp *debugpb.HealthResponse) error {
+	rsp.Status = "ok"
+	return nil
+}

@@ -1,0 +1,197 @@
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"go-micro.dev/v6"
+	"go-micro.dev/v6/client"
+	debugpb "go-micro.dev/v6/debug/proto"
+	"go-micro.dev/v6/registry"
+	"go-micro.dev/v6/selector"
+	"go-micro.dev/v6/web"
+)
+
+// TestMain doubles as a tiny service binary: go-micro parses os.Args and
+// exits on a bad flag, so flag behaviour is tested in a child process.
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv("K8S_TEST_CHILD"); ok {
+		runChild(strings.Fields(args))
+		return
+	}
+	os.Exit(m.Run())
+}
+
+type childReport struct {
+	Selector, Address, Client, Registry string
+}
+
+func runChild(args []string) {
+	var opts []micro.Option
+	if os.Getenv("K8S_TEST_CHILD_SELECTOR") == "registry" {
+		opts = append(opts, micro.Selector(selector.NewSelector()))
+	}
+	os.Args = append([]string{"child"}, args...)
+	svc := NewService("child", opts...)
+	svc.Init()
+	_ = json.NewEncoder(os.Stdout).Encode(childReport{
+		Selector: svc.Client().Options().Selector.String(),
+		Address:  svc.Server().Options().Address,
+		Client:   svc.Client().String(),
+		Registry: svc.Options().Registry.String(),
+	})
+}
+
+func child(t *testing.T, args string, env ...string) (childReport, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), append(env, "K8S_TEST_CHILD="+args)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return childReport{}, &exec.ExitError{ProcessState: cmd.ProcessState, Stderr: out}
+	}
+	var r childReport
+	if err := json.Unmarshal(out[strings.LastIndexByte(strings.TrimSpace(string(out)), '\n')+1:], &r); err != nil {
+		t.Fatalf("child output %q: %v", out, err)
+	}
+	return r, nil
+}
+
+func TestNewServiceDefaults(t *testing.T) {
+	svc := NewService("greeter")
+	o := svc.Options()
+	checks := map[string][2]string{
+		"server":   {svc.Server().String(), "grpc"},
+		"client":   {svc.Client().String(), "grpc"},
+		"selector": {svc.Client().Options().Selector.String(), "static"},
+		"registry": {o.Registry.String(), "memory"},
+		"broker":   {o.Broker.String(), "memory"},
+		"address":  {svc.Server().Options().Address, "0.0.0.0:8080"},
+		"name":     {svc.Server().Options().Name, "greeter"},
+	}
+	for what, c := range checks {
+		if c[0] != c[1] {
+			t.Errorf("%s = %q, want %q", what, c[0], c[1])
+		}
+	}
+	if got := svc.Client().Options().Registry.String(); got != "memory" {
+		t.Errorf("client registry = %q, want memory (no multicast)", got)
+	}
+}
+
+func TestNewServiceCallerOptionsWin(t *testing.T) {
+	reg := registry.NewMemoryRegistry()
+	sel := selector.NewSelector(selector.Registry(reg))
+	svc := NewService("greeter",
+		micro.Address("127.0.0.1:0"),
+		micro.Selector(sel),
+		micro.Name("renamed"),
+	)
+	if got := svc.Server().Options().Address; got != "127.0.0.1:0" {
+		t.Errorf("address = %q, want the caller's 127.0.0.1:0", got)
+	}
+	if got := svc.Client().Options().Selector; got != sel {
+		t.Errorf("selector = %v, want the caller's", got)
+	}
+	if got := svc.Server().Options().Name; got != "renamed" {
+		t.Errorf("name = %q, want the caller's", got)
+	}
+}
+
+func TestDebugHealthIsServed(t *testing.T) {
+	svc := NewService("greeter", micro.Address("127.0.0.1:0"))
+	if err := svc.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rsp, err := debugpb.NewDebugService("greeter", svc.Client()).Health(ctx, &debugpb.HealthRequest{},
+		client.WithAddress(svc.Server().Options().Address))
+	if err != nil {
+		t.Fatalf("Debug.Health: %v", err)
+	}
+	if rsp.Status != "ok" {
+		t.Fatalf("Debug.Health status = %q, want ok", rsp.Status)
+	}
+	// Only Health is exposed of go-micro's Debug service.
+	err = svc.Client().Call(ctx, svc.Client().NewRequest("greeter", "Debug.Stats", &debugpb.StatsRequest{}),
+		&debugpb.StatsResponse{}, client.WithAddress(svc.Server().Options().Address))
+	if err == nil {
+		t.Fatal("Debug.Stats answered; only Debug.Health should be registered")
+	}
+}
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	cases := []struct {
+		name, args      string
+		env             []string
+		want            childReport
+		wantErrContains string
+	}{
+		{name: "defaults", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
+		{name: "--server_address", args: "--server_address=127.0.0.1:9999", want: childReport{Selector: "static", Address: "127.0.0.1:9999", Client: "grpc", Registry: "memory"}},
+		{name: "MICRO_SERVER_ADDRESS", env: []string{"MICRO_SERVER_ADDRESS=127.0.0.1:9998"}, want: childReport{Selector: "static", Address: "127.0.0.1:9998", Client: "grpc", Registry: "memory"}},
+		{name: "--selector=static over a caller's selector", args: "--selector=static", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
+		{name: "MICRO_SELECTOR=static over a caller's selector", env: []string{"MICRO_SELECTOR=static", "K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
+		{name: "caller's selector kept without the flag", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "registry", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
+		{name: "unknown selector", args: "--selector=nope", wantErrContains: "Selector nope not found"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := child(t, c.args, c.env...)
+			if c.wantErrContains != "" {
+				var ee *exec.ExitError
+				if err == nil {
+					t.Fatalf("child succeeded with %q, want an error", c.args)
+				}
+				if errors.As(err, &ee) && !strings.Contains(string(ee.Stderr), c.wantErrContains) {
+					t.Fatalf("child output %q does not contain %q", ee.Stderr, c.wantErrContains)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("child: %v: %s", err, err.(*exec.ExitError).Stderr)
+			}
+			if got != c.want {
+				t.Errorf("got %+v, want %+v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestNewWebServiceDefaults(t *testing.T) {
+	svc := NewWebService("web")
+	o := svc.Options()
+	if o.Address != "0.0.0.0:8080" {
+		t.Errorf("address = %q, want 0.0.0.0:8080", o.Address)
+	}
+	if o.Name != "web" {
+		t.Errorf("name = %q, want web", o.Name)
+	}
+	c := o.Service.Client()
+	if c.String() != "grpc" || c.Options().Selector.String() != "static" {
+		t.Errorf("client = %s with selector %s, want grpc with static", c.String(), c.Options().Selector.String())
+	}
+	s := o.Server
+	if s == nil || s.ReadHeaderTimeout == 0 || s.ReadTimeout == 0 || s.WriteTimeout == 0 || s.IdleTimeout == 0 || s.MaxHeaderBytes == 0 {
+		t.Errorf("HTTP server %+v lacks a timeout or header limit", s)
+	}
+}
+
+func TestNewWebServiceCallerOptionsWin(t *testing.T) {
+	svc := NewWebService("web", web.Address("127.0.0.1:0"), web.Name("front"))
+	if got := svc.Options().Address; got != "127.0.0.1:0" {
+		t.Errorf("address = %q, want the caller's", got)
+	}
+	if got := svc.Options().Name; got != "front" {
+		t.Errorf("name = %q, want the caller's", got)
+	}
+}
