@@ -2,7 +2,11 @@ module github.com/micro/kubernetes/pkg/k8s
 
 go 1.26.0
 
-require go-micro.dev/v6 v6.3.10
+require (
+	go-micro.dev/v6 v6.3.10
+	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
+)
 
 require (
 	dario.cat/mergo v1.0.2 // indirect
@@ -65,6 +69,4 @@ require (
 	golang.org/x/tools v0.49.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
-	google.golang.org/grpc v1.85.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 )

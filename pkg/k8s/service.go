@@ -20,6 +20,7 @@ import (
 	"go-micro.dev/v6/server"
 	grpcserver "go-micro.dev/v6/server/grpc"
 	"go-micro.dev/v6/web"
+	"google.golang.org/grpc"
 )
 
 // ShutdownTimeout bounds how long a stopping service waits for in-flight
@@ -47,6 +48,7 @@ func NewService(name string, opts ...micro.Option) micro.Service {
 			server.Registry(reg),
 			server.Broker(brk),
 			grpcserver.GracefulStopTimeout(ShutdownTimeout),
+			grpcserver.Options(grpc.StreamInterceptor(refuseUndecodable)),
 		)),
 		micro.Client(grpcclient.NewClient(
 			client.Selector(current),

@@ -16,6 +16,10 @@ import (
 	"go-micro.dev/v6/registry"
 	"go-micro.dev/v6/selector"
 	"go-micro.dev/v6/web"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // TestMain doubles as a tiny service binary: go-micro parses os.Args and
@@ -193,5 +197,36 @@ func TestNewWebServiceCallerOptionsWin(t *testing.T) {
 	}
 	if got := svc.Options().Name; got != "front" {
 		t.Errorf("name = %q, want the caller's", got)
+	}
+}
+
+// rawCodec sends bytes as they are, to put on the wire what no protobuf
+// library would encode. Its name makes the server decode them as protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error)      { return v.([]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error { *(v.(*[]byte)) = data; return nil }
+func (rawCodec) Name() string                       { return "proto" }
+
+func TestUndecodableRequestIsInvalidArgument(t *testing.T) {
+	svc := NewService("greeter", micro.Address("127.0.0.1:0"))
+	if err := svc.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	cc, err := grpc.NewClient(svc.Server().Options().Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	defer cc.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// HealthRequest field 1 (service, a string) holding the byte 0xff.
+	notUTF8 := []byte{0x0a, 0x01, 0xff}
+	var out []byte
+	err = cc.Invoke(ctx, "/greeter.Debug/Health", notUTF8, &out, grpc.ForceCodec(rawCodec{}))
+	if got := status.Code(err); got != codes.InvalidArgument {
+		t.Fatalf("code = %v (%v), want InvalidArgument", got, err)
 	}
 }
