@@ -1,0 +1,63 @@
+// Package httpapi is the little every JSON endpoint of this repository shares:
+// JSON bodies, errors as {"error": "..."}, and routing whose 404 and 405
+// answers are JSON too.
+package httpapi
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+)
+
+// Error is the body of every error response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// WriteJSON writes v as a JSON body with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		// The status is already sent; the client went away mid-body.
+		slog.Debug("writing JSON response", "err", err)
+	}
+}
+
+// WriteError writes {"error": msg} with the given status.
+func WriteError(w http.ResponseWriter, status int, msg string) {
+	WriteJSON(w, status, Error{Error: msg})
+}
+
+// Router serves mux, but answers requests mux has no route for with a JSON
+// 404, or a JSON 405 with an Allow header when the path exists for other
+// methods, instead of net/http's plain-text pages.
+func Router(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		// Without a pattern the mux would answer 404 or 405: ask it which.
+		probe := &statusRecorder{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path)
+			return
+		}
+		WriteError(w, http.StatusNotFound, "no such path: "+r.URL.Path)
+	})
+}
+
+// statusRecorder keeps the status and headers a handler writes, not its body.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header         { return s.header }
+func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusRecorder) WriteHeader(status int)      { s.status = status }

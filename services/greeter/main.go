@@ -1,0 +1,31 @@
+// Command greeter serves the Greeter API (proto/greeter/v1) over gRPC.
+//
+// It listens on 0.0.0.0:8080 unless --server_address or MICRO_SERVER_ADDRESS
+// says otherwise; every other go-micro flag works too (--help lists them).
+package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/micro/kubernetes/pkg/k8s"
+	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+	"github.com/micro/kubernetes/services/greeter/handler"
+)
+
+func main() {
+	svc := k8s.NewService(greeterv1.ServiceName)
+	svc.Init()
+
+	if err := greeterv1.RegisterGreeterHandler(svc.Server(), handler.Greeter{}); err != nil {
+		slog.Error("registering the Greeter handler", "err", err)
+		os.Exit(1)
+	}
+
+	// Run serves until SIGTERM or SIGINT, then stops taking requests and
+	// drains the ones in flight (at most k8s.ShutdownTimeout).
+	if err := svc.Run(); err != nil {
+		slog.Error("greeter stopped", "err", err)
+		os.Exit(1)
+	}
+}
