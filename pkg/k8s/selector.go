@@ -20,6 +20,10 @@ const (
 	EnvDomainName = "STATIC_SELECTOR_DOMAIN_NAME"
 	// EnvPortNumber overrides the port the static selector dials.
 	EnvPortNumber = "STATIC_SELECTOR_PORT_NUMBER"
+	// EnvAddresses pins services to addresses, bypassing the name rule:
+	// "greeter=127.0.0.1:8080,other=127.0.0.1:8082". It is how the services
+	// find each other on one machine, where no DNS knows "greeter".
+	EnvAddresses = "STATIC_SELECTOR_ADDRESSES"
 	// DefaultPort is the port every service listens on and every Kubernetes
 	// Service exposes, so the static selector dials it by default.
 	DefaultPort = 8080
@@ -31,25 +35,51 @@ type staticSelector struct {
 	opts   selector.Options
 	domain string
 	port   string
-	err    error // a bad environment, reported by every Select
+	pinned map[string]string // service name -> host:port, from EnvAddresses
+	err    error             // a bad environment, reported by every Select
 }
 
 // NewStaticSelector returns the static selector, configured from
-// STATIC_SELECTOR_DOMAIN_NAME and STATIC_SELECTOR_PORT_NUMBER.
+// STATIC_SELECTOR_DOMAIN_NAME, STATIC_SELECTOR_PORT_NUMBER and
+// STATIC_SELECTOR_ADDRESSES.
 func NewStaticSelector(opts ...selector.Option) selector.Selector {
 	s := &staticSelector{
 		domain: strings.Trim(os.Getenv(EnvDomainName), "."),
 		port:   strconv.Itoa(DefaultPort),
 	}
 	if p, ok := os.LookupEnv(EnvPortNumber); ok {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
+		if !isPort(p) {
 			s.err = fmt.Errorf("static selector: %s=%q is not a port number (1-65535)", EnvPortNumber, p)
 		}
 		s.port = p
 	}
+	if s.err == nil {
+		s.pinned, s.err = parseAddresses(os.Getenv(EnvAddresses))
+	}
 	_ = s.Init(opts...)
 	return s
+}
+
+func isPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// parseAddresses reads "name=host:port,name=host:port".
+func parseAddresses(v string) (map[string]string, error) {
+	pinned := map[string]string{}
+	for _, entry := range strings.Split(v, ",") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		name, addr, ok := strings.Cut(entry, "=")
+		host, port, err := net.SplitHostPort(addr)
+		if !ok || name == "" || err != nil || host == "" || !isPort(port) {
+			return nil, fmt.Errorf("static selector: %s entry %q is not name=host:port", EnvAddresses, entry)
+		}
+		pinned[name] = addr
+	}
+	return pinned, nil
 }
 
 func (s *staticSelector) Init(opts ...selector.Option) error {
@@ -69,11 +99,15 @@ func (s *staticSelector) Select(service string, _ ...selector.SelectOption) (sel
 	if service == "" {
 		return nil, selector.ErrNotFound
 	}
-	host := service
-	if s.domain != "" {
-		host += "." + s.domain
+	addr, ok := s.pinned[service]
+	if !ok {
+		host := service
+		if s.domain != "" {
+			host += "." + s.domain
+		}
+		addr = net.JoinHostPort(host, s.port)
 	}
-	node := &registry.Node{Id: service, Address: net.JoinHostPort(host, s.port)}
+	node := &registry.Node{Id: service, Address: addr}
 	return func() (*registry.Node, error) { return node, nil }, nil
 }
 

@@ -7,9 +7,11 @@ import (
 
 func TestStaticSelectorResolves(t *testing.T) {
 	cases := []struct {
-		name, domain, port, want string
+		name, domain, port, pinned, want string
 	}{
 		{name: "defaults", want: "greeter:8080"},
+		{name: "pinned", pinned: "other=127.0.0.1:1, greeter=127.0.0.1:18080", port: "9090", want: "127.0.0.1:18080"},
+		{name: "pinned elsewhere", pinned: "other=127.0.0.1:1", want: "greeter:8080"},
 		{name: "domain", domain: "default.svc.cluster.local", want: "greeter.default.svc.cluster.local:8080"},
 		{name: "domain with dots", domain: ".prod.svc.", want: "greeter.prod.svc:8080"},
 		{name: "port", port: "9090", want: "greeter:9090"},
@@ -17,6 +19,7 @@ func TestStaticSelectorResolves(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Setenv(EnvDomainName, c.domain)
+			t.Setenv(EnvAddresses, c.pinned)
 			if c.port != "" {
 				t.Setenv(EnvPortNumber, c.port)
 			}
@@ -42,6 +45,15 @@ func TestStaticSelectorRefusesBadInput(t *testing.T) {
 			_, err := NewStaticSelector().Select("greeter")
 			if err == nil || !strings.Contains(err.Error(), EnvPortNumber) {
 				t.Fatalf("Select with %s=%q: err = %v, want one naming the variable", EnvPortNumber, port, err)
+			}
+		})
+	}
+	for _, pinned := range []string{"greeter", "greeter=", "=127.0.0.1:1", "greeter=127.0.0.1", "greeter=:8080", "greeter=h:0"} {
+		t.Run("address "+pinned, func(t *testing.T) {
+			t.Setenv(EnvAddresses, pinned)
+			_, err := NewStaticSelector().Select("greeter")
+			if err == nil || !strings.Contains(err.Error(), EnvAddresses) {
+				t.Fatalf("Select with %s=%q: err = %v, want one naming the variable", EnvAddresses, pinned, err)
 			}
 		})
 	}

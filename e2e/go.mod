@@ -1,3 +1,0 @@
-module github.com/micro/kubernetes/e2e
-
-go 1.26.0

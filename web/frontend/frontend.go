@@ -1,0 +1,195 @@
+// Package frontend is the web frontend's HTTP surface: the HTML page at /,
+// the JSON API at /greeter, /health for the kubelet, and embedded assets.
+package frontend
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+	"unicode/utf8"
+
+	merrors "go-micro.dev/v6/errors"
+
+	"github.com/micro/kubernetes/pkg/k8s/httpapi"
+	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+)
+
+//go:embed templates/index.html
+var indexHTML string
+
+//go:embed static
+var static embed.FS
+
+// Title is the page's title.
+const Title = "Micro on Kubernetes"
+
+// securityHeaders go on every response: no inline script or style is allowed
+// (the page has none), and the page may not be framed.
+var securityHeaders = map[string]string{
+	"Content-Security-Policy": "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
+	"X-Content-Type-Options":  "nosniff",
+	"X-Frame-Options":         "DENY",
+	"Referrer-Policy":         "no-referrer",
+}
+
+// Frontend serves the page and the API, greeting through the greeter.
+type Frontend struct {
+	greeter greeterv1.GreeterService
+	timeout time.Duration
+	page    *template.Template
+	mux     *http.ServeMux
+}
+
+// New returns the frontend's handler. Every call to the greeter is bounded
+// by timeout.
+func New(greeter greeterv1.GreeterService, timeout time.Duration) http.Handler {
+	f := &Frontend{
+		greeter: greeter,
+		timeout: timeout,
+		page:    template.Must(template.New("index").Parse(indexHTML)),
+		mux:     http.NewServeMux(),
+	}
+	assets, err := fs.Sub(static, "static")
+	if err != nil {
+		panic(err) // the embed directive above guarantees the folder
+	}
+	f.mux.HandleFunc("GET /{$}", f.index)
+	f.mux.HandleFunc("GET /greeter", f.greet)
+	f.mux.HandleFunc("GET /health", f.health)
+	f.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(assets)))
+	return withSecurityHeaders(httpapi.Router(f.mux))
+}
+
+func withSecurityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range securityHeaders {
+			w.Header().Set(k, v)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// greet is the JSON API: GET /greeter?name=X answers {"message": "Hello X"}.
+func (f *Frontend) greet(w http.ResponseWriter, r *http.Request) {
+	name, err := nameFrom(r)
+	if err == nil {
+		var msg string
+		if msg, err = f.hello(r.Context(), name); err == nil {
+			httpapi.WriteJSON(w, http.StatusOK, greeting{Message: msg})
+			return
+		}
+	}
+	status, text := describe(err)
+	httpapi.WriteError(w, status, text)
+}
+
+type greeting struct {
+	Message string `json:"message"`
+}
+
+// pageData is what the template shows.
+type pageData struct {
+	Title, Name, Greeting, Error string
+}
+
+// index is the HTML page. Its form submits GET /?name=X, so it greets with
+// or without JavaScript.
+func (f *Frontend) index(w http.ResponseWriter, r *http.Request) {
+	data := pageData{Title: Title}
+	status := http.StatusOK
+	if r.URL.RawQuery != "" {
+		name, err := nameFrom(r)
+		data.Name = name
+		if err == nil {
+			data.Greeting, err = f.hello(r.Context(), name)
+		}
+		if err != nil {
+			status, data.Error = describe(err)
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := f.page.Execute(w, data); err != nil {
+		slog.Warn("rendering the page", "err", err)
+	}
+}
+
+func (f *Frontend) health(w http.ResponseWriter, _ *http.Request) {
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (f *Frontend) hello(ctx context.Context, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	rsp, err := f.greeter.Hello(ctx, &greeterv1.HelloRequest{Name: name})
+	if err != nil {
+		return "", &greeterError{err: err, deadline: ctx.Err() != nil, timeout: f.timeout}
+	}
+	return rsp.GetMessage(), nil
+}
+
+// badRequest is input the frontend refuses before calling the greeter.
+type badRequest string
+
+func (b badRequest) Error() string { return string(b) }
+
+// nameFrom reads the one "name" query parameter. The greeter judges the name
+// itself (empty, too long); this refuses what cannot even be sent to it.
+func nameFrom(r *http.Request) (string, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "", badRequest("malformed query string: " + err.Error())
+	}
+	names := q["name"]
+	switch {
+	case len(names) > 1:
+		return "", badRequest(`give the query parameter "name" once`)
+	case len(names) == 1 && !utf8.ValidString(names[0]):
+		return names[0], badRequest("name must be valid UTF-8")
+	case len(names) == 1:
+		return names[0], nil
+	}
+	return "", nil
+}
+
+// greeterError is a failed call to the greeter.
+type greeterError struct {
+	err      error
+	deadline bool // our deadline passed
+	timeout  time.Duration
+}
+
+func (g *greeterError) Error() string { return g.err.Error() }
+
+// describe maps an error to the status and message the caller sees.
+func describe(err error) (int, string) {
+	var bad badRequest
+	if errors.As(err, &bad) {
+		return http.StatusBadRequest, bad.Error()
+	}
+	var ge *greeterError
+	if !errors.As(err, &ge) {
+		return http.StatusInternalServerError, "internal error"
+	}
+	merr := merrors.FromError(ge.err)
+	switch {
+	case ge.deadline || merr.Code == http.StatusRequestTimeout:
+		return http.StatusGatewayTimeout, fmt.Sprintf("the greeter did not answer within %s", ge.timeout)
+	case merr.Code == http.StatusBadRequest:
+		return http.StatusBadRequest, merr.Detail
+	case merr.Code == http.StatusServiceUnavailable || merr.Id == "go.micro.client":
+		// Refused, reset or unresolvable: nothing answered.
+		slog.Warn("greeter unreachable", "err", merr.Detail)
+		return http.StatusServiceUnavailable, "the greeter is unavailable, try again shortly"
+	default:
+		slog.Error("greeter failed", "err", ge.err)
+		return http.StatusBadGateway, "the greeter failed to answer"
+	}
+}

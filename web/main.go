@@ -1,0 +1,62 @@
+// Command web is the web frontend: an HTML page at / and a JSON API at
+// /greeter that greet through the greeter service, plus /health.
+//
+// It listens on 0.0.0.0:8080 unless --server_address or MICRO_SERVER_ADDRESS
+// says otherwise, and finds the greeter with the static selector
+// (greeter -> greeter:8080, see pkg/k8s).
+package main
+
+import (
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"go-micro.dev/v6/web"
+
+	"github.com/micro/kubernetes/pkg/k8s"
+	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+	"github.com/micro/kubernetes/web/frontend"
+)
+
+// The web frontend's name, and its Kubernetes Service's.
+const serviceName = "web"
+
+const (
+	flagGreeterTimeout    = "greeter_timeout"
+	defaultGreeterTimeout = 2 * time.Second
+)
+
+func main() {
+	timeout := defaultGreeterTimeout
+	svc := k8s.NewWebService(serviceName,
+		web.Flags(&cli.DurationFlag{
+			Name:    flagGreeterTimeout,
+			EnvVars: []string{"MICRO_GREETER_TIMEOUT"},
+			Value:   defaultGreeterTimeout,
+			Usage:   "The longest the frontend waits for the greeter before answering 504",
+		}),
+		web.Action(func(c *cli.Context) { timeout = c.Duration(flagGreeterTimeout) }),
+	)
+	if err := svc.Init(); err != nil {
+		fail("initialising", err)
+	}
+	if timeout <= 0 {
+		slog.Error("--" + flagGreeterTimeout + " (MICRO_GREETER_TIMEOUT) must be positive")
+		os.Exit(2)
+	}
+
+	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, svc.Options().Service.Client())
+	svc.Handle("/", frontend.New(greeter, timeout))
+
+	// Run serves until SIGTERM or SIGINT, then stops taking requests and
+	// drains the ones in flight (at most k8s.ShutdownTimeout).
+	if err := svc.Run(); err != nil {
+		fail("serving", err)
+	}
+}
+
+func fail(doing string, err error) {
+	slog.Error("web frontend failed", "while", doing, "err", err)
+	os.Exit(1)
+}
