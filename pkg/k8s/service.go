@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -99,8 +100,8 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 	}
 	opts = append(defaults, opts...)
 	// go-micro's web service only closes its listener when it stops; shutting
-	// the server down as well lets in-flight requests finish.
-	opts = append(opts, web.AfterStop(func() error {
+	// the server down first lets in-flight requests finish.
+	opts = append(opts, web.BeforeStop(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		defer cancel()
 		if err := svc.Options().Server.Shutdown(ctx); err != nil {
@@ -108,8 +109,22 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 		}
 		return nil
 	}))
-	svc = web.NewService(opts...)
+	svc = drainedWebService{web.NewService(opts...)}
 	return svc
+}
+
+// drainedWebService hides the one error of a clean stop: the server's
+// shutdown has already closed the listener that go-micro closes next.
+type drainedWebService struct{ web.Service }
+
+func (s drainedWebService) Run() error  { return ignoreClosed(s.Service.Run()) }
+func (s drainedWebService) Stop() error { return ignoreClosed(s.Service.Stop()) }
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
 }
 
 // newHTTPServer bounds every phase of a request, so a slow or hostile client

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -228,5 +230,45 @@ func TestUndecodableRequestIsInvalidArgument(t *testing.T) {
 	err = cc.Invoke(ctx, "/greeter.Debug/Health", notUTF8, &out, grpc.ForceCodec(rawCodec{}))
 	if got := status.Code(err); got != codes.InvalidArgument {
 		t.Fatalf("code = %v (%v), want InvalidArgument", got, err)
+	}
+}
+
+func TestWebServiceDrainsInFlightRequests(t *testing.T) {
+	svc := NewWebService("web", web.Address("127.0.0.1:0"))
+	entered := make(chan struct{})
+	svc.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		time.Sleep(300 * time.Millisecond)
+		_, _ = w.Write([]byte("done"))
+	})
+	if err := svc.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	url := "http://" + svc.Options().Address + "/slow"
+
+	type result struct {
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		rsp, err := http.Get(url)
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer rsp.Body.Close()
+		b, err := io.ReadAll(rsp.Body)
+		got <- result{string(b), err}
+	}()
+	<-entered
+	if err := svc.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if r := <-got; r.err != nil || r.body != "done" {
+		t.Fatalf("in-flight request got %q, %v; want it to finish", r.body, r.err)
+	}
+	if _, err := http.Get(url); err == nil {
+		t.Fatal("the stopped service still accepts requests")
 	}
 }

@@ -1,0 +1,62 @@
+// Command local runs the whole application on this machine, with no cluster:
+// it builds the greeter, the health sidecar and the web frontend, starts them
+// on loopback, prints the URL to open and their logs, and stops all three on
+// Ctrl-C or SIGTERM. `make run` runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/micro/kubernetes/local/stack"
+)
+
+func main() {
+	var ports stack.Ports
+	flag.IntVar(&ports.Web, "web-port", 8080, "port of the web frontend")
+	flag.IntVar(&ports.Greeter, "greeter-port", 9090, "port of the greeter's gRPC server")
+	flag.IntVar(&ports.Health, "health-port", 9091, "port of the greeter's health sidecar")
+	bin := flag.String("bin", "bin", "folder to build the binaries into")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *bin, ports); err != nil {
+		slog.Error("local run failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, bin string, ports stack.Ports) error {
+	fmt.Println("building the greeter, the health sidecar and the web frontend...")
+	if err := stack.Build(ctx, bin); err != nil {
+		return err
+	}
+	s, err := stack.Start(ctx, bin, ports, os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer s.Stop()
+
+	fmt.Printf(`
+  The application is running. Open %[1]s
+    JSON API:       %[1]s/greeter?name=Alice
+    health sidecar: %[2]s
+    greeter gRPC:   %[3]s
+  Ctrl-C stops everything.
+
+`, ports.URL(), ports.HealthURL(), ports.GreeterAddress())
+
+	select {
+	case <-ctx.Done():
+		fmt.Println("stopping...")
+		return nil
+	case name := <-s.Exited():
+		return fmt.Errorf("%s exited; stopping the others", name)
+	}
+}

@@ -1,0 +1,246 @@
+// Package stack builds the application's binaries and runs them together on
+// loopback: the greeter, its health sidecar and the web frontend, wired as in
+// the cluster but with addresses instead of Kubernetes Services. `make run`
+// and the end-to-end tests both use it, so what is tested is what you run.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+)
+
+// The binaries, by name, and the package each is built from.
+var packages = []struct{ name, pkg string }{
+	{"greeter", "./services/greeter"},
+	{"health", "./health"},
+	{"web", "./web"},
+}
+
+// StopTimeout bounds a graceful stop before processes are killed.
+const StopTimeout = 15 * time.Second
+
+// Ports are the loopback ports the three processes listen on.
+type Ports struct {
+	Greeter, Health, Web int
+}
+
+// URL is the web frontend's address.
+func (p Ports) URL() string { return "http://" + loopback(p.Web) }
+
+// HealthURL is the sidecar's health check.
+func (p Ports) HealthURL() string { return "http://" + loopback(p.Health) + "/health" }
+
+// GreeterAddress is where the greeter serves gRPC.
+func (p Ports) GreeterAddress() string { return loopback(p.Greeter) }
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// Root is the repository's root: the folder of go.work.
+func Root(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOWORK").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOWORK: %w", err)
+	}
+	work := strings.TrimSpace(string(out))
+	if work == "" || work == "off" {
+		return "", errors.New("not inside the repository's Go workspace (go env GOWORK is empty)")
+	}
+	return filepath.Dir(work), nil
+}
+
+// Build compiles the binaries into dir, which it creates.
+func Build(ctx context.Context, dir string) error {
+	root, err := Root(ctx)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	args := []string{"build", "-o", abs + string(filepath.Separator)}
+	for _, p := range packages {
+		args = append(args, p.pkg)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Stack is the three processes, running.
+type Stack struct {
+	Ports Ports
+	procs map[string]*exec.Cmd
+	done  map[string]chan struct{}
+	// exited receives the name of a process that ended on its own.
+	exited chan string
+}
+
+// Start runs the binaries of dir on ports, writing their output, a line at a
+// time with the process's name in front, to out. It returns once the web
+// frontend and the sidecar answer their health checks.
+func Start(ctx context.Context, dir string, ports Ports, out io.Writer) (*Stack, error) {
+	greeter := ports.GreeterAddress()
+	args := map[string][]string{
+		"greeter": {"--server_address=" + greeter},
+		"health": {
+			"--server_name=" + greeterv1.ServiceName,
+			"--server_address=" + greeter,
+			"--health_address=" + loopback(ports.Health),
+		},
+		"web": {"--server_address=" + loopback(ports.Web)},
+	}
+	env := map[string][]string{
+		// No DNS knows "greeter" here: pin it to its loopback address.
+		"web": {"STATIC_SELECTOR_ADDRESSES=" + greeterv1.ServiceName + "=" + greeter},
+	}
+
+	s := &Stack{Ports: ports, procs: map[string]*exec.Cmd{}, done: map[string]chan struct{}{}, exited: make(chan string, len(packages))}
+	var mu sync.Mutex // one line at a time on out
+	for _, p := range packages {
+		cmd := exec.Command(filepath.Join(dir, p.name), args[p.name]...)
+		cmd.Env = append(os.Environ(), env[p.name]...)
+		w := &prefixWriter{prefix: fmt.Sprintf("%-7s | ", p.name), out: out, mu: &mu}
+		cmd.Stdout, cmd.Stderr = w, w
+		dieWithParent(cmd)
+		if err := cmd.Start(); err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("starting %s: %w", p.name, err)
+		}
+		done := make(chan struct{})
+		s.procs[p.name], s.done[p.name] = cmd, done
+		go func(name string) {
+			_ = cmd.Wait()
+			w.Flush()
+			close(done)
+			s.exited <- name
+		}(p.name)
+	}
+
+	if err := s.waitReady(ctx, 30*time.Second); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	for _, url := range []string{s.Ports.HealthURL(), s.Ports.URL() + "/health"} {
+		for {
+			rsp, err := client.Get(url)
+			if err == nil {
+				rsp.Body.Close()
+				if rsp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case name := <-s.exited:
+				return fmt.Errorf("%s exited before the application was ready", name)
+			case <-ctx.Done():
+				return fmt.Errorf("%s did not answer 200 within %s (last error: %v)", url, limit, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// Exited receives the name of a process that ended by itself.
+func (s *Stack) Exited() <-chan string { return s.exited }
+
+// Signal sends sig to one process ("greeter", "health" or "web").
+func (s *Stack) Signal(name string, sig os.Signal) error {
+	cmd, ok := s.procs[name]
+	if !ok {
+		return fmt.Errorf("no process %q", name)
+	}
+	return cmd.Process.Signal(sig)
+}
+
+// Pids are the processes' ids, by name.
+func (s *Stack) Pids() map[string]int {
+	pids := map[string]int{}
+	for name, cmd := range s.procs {
+		pids[name] = cmd.Process.Pid
+	}
+	return pids
+}
+
+// Stop sends SIGTERM to each process, callers before callees (web, the
+// sidecar, the greeter), waits for it to exit, and kills it if it is still
+// running after StopTimeout. It returns once all have exited.
+func (s *Stack) Stop() {
+	for i := len(packages) - 1; i >= 0; i-- {
+		name := packages[i].name
+		cmd, ok := s.procs[name]
+		if !ok {
+			continue
+		}
+		_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot handle SIGTERM
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done[name]:
+		case <-time.After(StopTimeout):
+			_ = cmd.Process.Kill()
+			<-s.done[name]
+		}
+	}
+}
+
+// prefixWriter writes whole lines to out, each behind prefix.
+type prefixWriter struct {
+	prefix string
+	out    io.Writer
+	mu     *sync.Mutex
+	buf    bytes.Buffer
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for {
+		line, err := w.buf.ReadBytes('\n')
+		if err != nil { // no newline yet: keep the partial line
+			w.buf.Reset()
+			w.buf.Write(line)
+			return len(p), nil
+		}
+		fmt.Fprintf(w.out, "%s%s", w.prefix, line)
+	}
+}
+
+// Flush writes a last line that had no newline.
+func (w *prefixWriter) Flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.buf.Len() > 0 {
+		fmt.Fprintf(w.out, "%s%s\n", w.prefix, w.buf.Bytes())
+		w.buf.Reset()
+	}
+}
