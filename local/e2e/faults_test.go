@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The defaults the binaries run with: the sidecar's --health_timeout and the
+// web frontend's --greeter_timeout.
+const (
+	sidecarTimeout = time.Second
+	webTimeout     = 2 * time.Second
+	// slack allows for a loaded machine; the point is "bounded", not "fast".
+	slack = time.Second
+)
+
+type timed struct {
+	answer
+	took time.Duration
+}
+
+func timedGet(t *testing.T, url string) timed {
+	t.Helper()
+	start := time.Now()
+	a := get(t, "GET", url)
+	return timed{a, time.Since(start)}
+}
+
+func errorOf(t *testing.T, a answer) string {
+	t.Helper()
+	var body map[string]string
+	if err := json.Unmarshal([]byte(a.body), &body); err != nil {
+		t.Fatalf("body %q is not JSON: %v", a.body, err)
+	}
+	return body["error"]
+}
+
+func TestSidecarWithTheGreeterUp(t *testing.T) {
+	s := startStack(t)
+	a := get(t, "GET", s.Ports.HealthURL())
+	if a.status != http.StatusOK || !strings.Contains(a.body, `"status":"ok"`) {
+		t.Fatalf("sidecar: %d %s, want 200 ok", a.status, a.body)
+	}
+}
+
+func TestGreeterFrozen(t *testing.T) {
+	s := startStack(t)
+	if err := s.Signal("greeter", syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+
+	h := timedGet(t, s.Ports.HealthURL())
+	if h.status != http.StatusServiceUnavailable || !strings.Contains(errorOf(t, h.answer), "within") {
+		t.Errorf("sidecar: %d %s, want 503 saying it timed out", h.status, h.body)
+	}
+	if h.took > sidecarTimeout+slack {
+		t.Errorf("sidecar took %s, past its %s timeout", h.took, sidecarTimeout)
+	}
+
+	w := timedGet(t, s.Ports.URL()+"/greeter?name=frozen")
+	if w.status != http.StatusGatewayTimeout || !strings.Contains(errorOf(t, w.answer), "did not answer") {
+		t.Errorf("web: %d %s, want 504", w.status, w.body)
+	}
+	if w.took > webTimeout+slack {
+		t.Errorf("web took %s, past its %s deadline", w.took, webTimeout)
+	}
+
+	// Thawed, the same processes answer again.
+	if err := s.Signal("greeter", syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if a := get(t, "GET", s.Ports.URL()+"/greeter?name=thawed"); a.status != http.StatusOK {
+		t.Errorf("after SIGCONT web answered %d %s", a.status, a.body)
+	}
+	if a := get(t, "GET", s.Ports.HealthURL()); a.status != http.StatusOK {
+		t.Errorf("after SIGCONT the sidecar answered %d %s", a.status, a.body)
+	}
+}
+
+func TestGreeterKilled(t *testing.T) {
+	s := startStack(t)
+	if err := s.Signal("greeter", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.Exited()
+
+	h := timedGet(t, s.Ports.HealthURL())
+	if h.status != http.StatusServiceUnavailable || !strings.Contains(errorOf(t, h.answer), "refused") {
+		t.Errorf("sidecar: %d %s, want 503 naming the refused connection", h.status, h.body)
+	}
+	if h.took > sidecarTimeout+slack {
+		t.Errorf("sidecar took %s, past its %s timeout", h.took, sidecarTimeout)
+	}
+	w := timedGet(t, s.Ports.URL()+"/greeter?name=gone")
+	if w.status != http.StatusServiceUnavailable || !strings.Contains(errorOf(t, w.answer), "unavailable") {
+		t.Errorf("web: %d %s, want 503", w.status, w.body)
+	}
+	if w.took > webTimeout+slack {
+		t.Errorf("web took %s, past its %s deadline", w.took, webTimeout)
+	}
+}

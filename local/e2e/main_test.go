@@ -1,0 +1,69 @@
+// Package e2e runs the real binaries together on loopback and checks the
+// application from the outside: gRPC, the JSON API, the page in headless
+// Chromium, the health sidecar, faults and the local runner.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/micro/kubernetes/local/stack"
+)
+
+// bin holds the binaries every test runs, built once.
+var bin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := stack.Build(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "building the binaries:", err)
+		return 1
+	}
+	bin = dir
+	return m.Run()
+}
+
+// startStack runs a fresh application on free loopback ports for one test.
+func startStack(t *testing.T) *stack.Stack {
+	t.Helper()
+	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t)}
+	s, err := stack.Start(context.Background(), bin, ports, testWriter{t})
+	if err != nil {
+		t.Fatalf("starting the application: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testWriter sends the processes' logs to the test's log, shown on failure.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", p)
+	return len(p), nil
+}
