@@ -1,8 +1,15 @@
-//go:build !linux
+//go:build unix && !linux
 
 package stack
 
-import "os/exec"
+import (
+	"os/exec"
+	"syscall"
+)
 
-// dieWithParent has no equivalent outside Linux: Stop ends the processes.
-func dieWithParent(*exec.Cmd) {}
+// detach puts the process in a process group of its own, so a Ctrl-C in the
+// terminal reaches only the runner, which then stops everything in order.
+// Outside Linux nothing kills it if the runner itself is killed.
+func detach(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}

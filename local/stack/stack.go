@@ -123,7 +123,7 @@ func Start(ctx context.Context, dir string, ports Ports, out io.Writer) (*Stack,
 		cmd.Env = append(os.Environ(), env[p.name]...)
 		w := &prefixWriter{prefix: fmt.Sprintf("%-7s | ", p.name), out: out, mu: &mu}
 		cmd.Stdout, cmd.Stderr = w, w
-		dieWithParent(cmd)
+		detach(cmd)
 		if err := cmd.Start(); err != nil {
 			s.Stop()
 			return nil, fmt.Errorf("starting %s: %w", p.name, err)
