@@ -114,6 +114,6 @@ func (s *staticSelector) Select(service string, _ ...selector.SelectOption) (sel
 // Mark and Reset do nothing: Kubernetes, not the client, takes failed pods out
 // of rotation (readiness probes and endpoint removal).
 func (s *staticSelector) Mark(string, *registry.Node, error) {}
-func (s *staticSelector) Reset(string)                      {}
-func (s *staticSelector) Close() error                      { return nil }
-func (s *staticSelector) String() string                    { return SelectorName }
+func (s *staticSelector) Reset(string)                       {}
+func (s *staticSelector) Close() error                       { return nil }
+func (s *staticSelector) String() string                     { return SelectorName }
