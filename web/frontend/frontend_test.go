@@ -1,0 +1,115 @@
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go-micro.dev/v6"
+	"go-micro.dev/v6/errors"
+
+	"github.com/micro/kubernetes/pkg/k8s"
+	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+)
+
+// greeterFunc is a Greeter handler defined by a func, served by a real
+// go-micro gRPC server, to make the greeter fail in each way on purpose.
+type greeterFunc func(ctx context.Context, req *greeterv1.HelloRequest, rsp *greeterv1.HelloResponse) error
+
+func (f greeterFunc) Hello(ctx context.Context, req *greeterv1.HelloRequest, rsp *greeterv1.HelloResponse) error {
+	return f(ctx, req, rsp)
+}
+
+func serveGreeter(t *testing.T, h greeterFunc) string {
+	t.Helper()
+	svc := k8s.NewService(greeterv1.ServiceName, micro.Address("127.0.0.1:0"))
+	if err := greeterv1.RegisterGreeterHandler(svc.Server(), h); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	return svc.Server().Options().Address
+}
+
+// frontendTo serves the frontend with the static selector resolving the
+// greeter to addr, as `make run` does.
+func frontendTo(t *testing.T, addr string, timeout time.Duration) *httptest.Server {
+	t.Helper()
+	t.Setenv(k8s.EnvAddresses, greeterv1.ServiceName+"="+addr)
+	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewService("web").Client())
+	srv := httptest.NewServer(New(greeter, timeout))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func errorFrom(t *testing.T, srv *httptest.Server, query string) (int, string) {
+	t.Helper()
+	rsp, err := http.Get(srv.URL + "/greeter?" + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsp.Body.Close()
+	var body map[string]string
+	if err := json.NewDecoder(rsp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return rsp.StatusCode, body["error"] + body["message"]
+}
+
+func TestGreeterFailuresMapToStatuses(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	closed := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+
+	cases := []struct {
+		what   string
+		addr   func() string
+		status int
+		text   string
+	}{
+		{"answers", func() string {
+			return serveGreeter(t, func(_ context.Context, req *greeterv1.HelloRequest, rsp *greeterv1.HelloResponse) error {
+				rsp.Message = "Hi " + req.Name
+				return nil
+			})
+		}, 200, "Hi x"},
+		{"refuses the name", func() string {
+			return serveGreeter(t, func(context.Context, *greeterv1.HelloRequest, *greeterv1.HelloResponse) error {
+				return errors.BadRequest("greeter", "no such name")
+			})
+		}, 400, "no such name"},
+		{"too slow", func() string {
+			return serveGreeter(t, func(ctx context.Context, _ *greeterv1.HelloRequest, _ *greeterv1.HelloResponse) error {
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		}, 504, "did not answer within 200ms"},
+		{"fails", func() string {
+			return serveGreeter(t, func(context.Context, *greeterv1.HelloRequest, *greeterv1.HelloResponse) error {
+				return errors.InternalServerError("greeter", "disk on fire")
+			})
+		}, 502, "failed to answer"},
+		{"unreachable", closed, 503, "unavailable"},
+	}
+	for _, c := range cases {
+		t.Run(c.what, func(t *testing.T) {
+			status, text := errorFrom(t, frontendTo(t, c.addr(), timeout), "name=x")
+			if status != c.status || !strings.Contains(text, c.text) {
+				t.Fatalf("got %d %q, want %d containing %q", status, text, c.status, c.text)
+			}
+		})
+	}
+}
