@@ -1,6 +1,7 @@
 // Command health is the health-check sidecar: it runs in the pod of a go-micro
 // service and serves GET /health for the kubelet's liveness probe, answering
-// it by calling the service's Debug.Health RPC over loopback.
+// it by calling the service's Debug.Health RPC over loopback. GET /livez
+// answers 200 while the sidecar itself serves, for the sidecar's own probes.
 //
 // Its flags are the original sidecar's (--health_address, --server_name,
 // --server_address) plus --health_timeout; each has a MICRO_ variable.
@@ -12,8 +13,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -25,18 +28,16 @@ import (
 	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 )
 
-// The flag names and defaults, read by the manifests' consistency tests too.
 const (
-	FlagHealthAddress  = "health_address"
-	FlagHealthTimeout  = "health_timeout"
-	FlagServerName     = "server_name"    // a go-micro flag
-	FlagServerAddress  = "server_address" // a go-micro flag
-	DefaultHealthAddr  = "0.0.0.0:8081"   // all interfaces: the kubelet calls the pod IP
-	DefaultServerAddr  = "127.0.0.1:8080" // the service in the same pod
-	DefaultTimeout     = time.Second
-	HealthPath         = "/health"
-	shutdownGracePause = 5 * time.Second
+	flagHealthAddress = "health_address"
+	flagHealthTimeout = "health_timeout"
+	flagServerName    = "server_name"    // a go-micro flag
+	flagServerAddress = "server_address" // a go-micro flag
+	shutdownTimeout   = 5 * time.Second
 )
+
+// defaultServerAddress is the service in the same pod, on its default port.
+var defaultServerAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(k8s.DefaultPort))
 
 type config struct {
 	healthAddress, serverName, serverAddress string
@@ -45,34 +46,42 @@ type config struct {
 
 func main() {
 	var cfg config
+	parsed := false // stays false when the flags only asked for --help
 	svc := k8s.NewService("health",
 		micro.Flags(
-			&cli.StringFlag{Name: FlagHealthAddress, EnvVars: []string{"MICRO_HEALTH_ADDRESS"}, Value: DefaultHealthAddr,
-				Usage: "Address the sidecar serves " + HealthPath + " on"},
-			&cli.DurationFlag{Name: FlagHealthTimeout, EnvVars: []string{"MICRO_HEALTH_TIMEOUT"}, Value: DefaultTimeout,
+			&cli.StringFlag{Name: flagHealthAddress, EnvVars: []string{"MICRO_HEALTH_ADDRESS"}, Value: probe.DefaultAddress,
+				Usage: "Address the sidecar serves " + probe.Path + " on"},
+			&cli.DurationFlag{Name: flagHealthTimeout, EnvVars: []string{"MICRO_HEALTH_TIMEOUT"}, Value: probe.DefaultTimeout,
 				Usage: "The longest a check waits for Debug.Health"},
 		),
 		micro.Action(func(c *cli.Context) error {
+			parsed = true
 			cfg = config{
-				healthAddress: c.String(FlagHealthAddress),
-				serverName:    c.String(FlagServerName),
-				serverAddress: c.String(FlagServerAddress),
-				timeout:       c.Duration(FlagHealthTimeout),
+				healthAddress: c.String(flagHealthAddress),
+				serverName:    c.String(flagServerName),
+				serverAddress: c.String(flagServerAddress),
+				timeout:       c.Duration(flagHealthTimeout),
 			}
 			if cfg.serverAddress == "" {
-				cfg.serverAddress = DefaultServerAddr
+				cfg.serverAddress = defaultServerAddress
 			}
 			return cfg.validate()
 		}),
 	)
 	svc.Init()
+	if !parsed {
+		return
+	}
 
 	mux := http.NewServeMux()
-	mux.Handle("GET "+HealthPath, probe.Checker{
+	mux.Handle("GET "+probe.Path, probe.Checker{
 		Client:  svc.Client(),
 		Service: cfg.serverName,
 		Address: cfg.serverAddress,
 		Timeout: cfg.timeout,
+	})
+	mux.HandleFunc("GET "+probe.LivePath, func(w http.ResponseWriter, _ *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, probe.Status{Status: "ok"})
 	})
 	srv := &http.Server{
 		Addr:              cfg.healthAddress,
@@ -91,11 +100,11 @@ func main() {
 func (c config) validate() error {
 	switch {
 	case c.serverName == "":
-		return cli.Exit("--"+FlagServerName+" (MICRO_SERVER_NAME) is required: the go-micro name of the service to check", 2)
+		return cli.Exit("--"+flagServerName+" (MICRO_SERVER_NAME) is required: the go-micro name of the service to check", 2)
 	case c.healthAddress == "":
-		return cli.Exit("--"+FlagHealthAddress+" (MICRO_HEALTH_ADDRESS) must not be empty", 2)
+		return cli.Exit("--"+flagHealthAddress+" (MICRO_HEALTH_ADDRESS) must not be empty", 2)
 	case c.timeout <= 0:
-		return cli.Exit(fmt.Sprintf("--%s (MICRO_HEALTH_TIMEOUT) must be positive, got %s", FlagHealthTimeout, c.timeout), 2)
+		return cli.Exit(fmt.Sprintf("--%s (MICRO_HEALTH_TIMEOUT) must be positive, got %s", flagHealthTimeout, c.timeout), 2)
 	}
 	return nil
 }
@@ -114,7 +123,7 @@ func run(srv *http.Server) error {
 		return fmt.Errorf("serving %s: %w", srv.Addr, err)
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGracePause)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutting down: %w", err)

@@ -29,6 +29,7 @@ const (
 
 func main() {
 	timeout := defaultGreeterTimeout
+	parsed := false // stays false when the flags only asked for --help
 	svc := k8s.NewWebService(serviceName,
 		web.Flags(&cli.DurationFlag{
 			Name:    flagGreeterTimeout,
@@ -36,10 +37,16 @@ func main() {
 			Value:   defaultGreeterTimeout,
 			Usage:   "The longest the frontend waits for the greeter before answering 504",
 		}),
-		web.Action(func(c *cli.Context) { timeout = c.Duration(flagGreeterTimeout) }),
+		web.Action(func(c *cli.Context) {
+			parsed = true
+			timeout = c.Duration(flagGreeterTimeout)
+		}),
 	)
 	if err := svc.Init(); err != nil {
 		fail("initialising", err)
+	}
+	if !parsed {
+		return
 	}
 	if timeout <= 0 {
 		slog.Error("--" + flagGreeterTimeout + " (MICRO_GREETER_TIMEOUT) must be positive")

@@ -15,6 +15,20 @@ import (
 	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 )
 
+const (
+	// Path is where the sidecar answers for the service's health: the path of
+	// the service's liveness probe.
+	Path = "/health"
+	// LivePath answers 200 while the sidecar itself serves: the path of the
+	// sidecar's own probes.
+	LivePath = "/livez"
+	// DefaultAddress is where the sidecar listens: all interfaces, since the
+	// kubelet calls the pod IP (a loopback default was the original's bug).
+	DefaultAddress = "0.0.0.0:8081"
+	// DefaultTimeout bounds one check.
+	DefaultTimeout = time.Second
+)
+
 // Checker is an http.Handler: 200 when the service answers Debug.Health with
 // "ok" within Timeout, 503 with the reason otherwise.
 type Checker struct {

@@ -45,6 +45,15 @@ func TestSidecarWithTheGreeterUp(t *testing.T) {
 	if a.status != http.StatusOK || !strings.Contains(a.body, `"status":"ok"`) {
 		t.Fatalf("sidecar: %d %s, want 200 ok", a.status, a.body)
 	}
+	// The sidecar's own liveness does not depend on the greeter.
+	if err := s.Signal("greeter", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.Exited()
+	live := strings.TrimSuffix(s.Ports.HealthURL(), "/health") + "/livez"
+	if a := get(t, "GET", live); a.status != http.StatusOK {
+		t.Fatalf("sidecar /livez with the greeter gone: %d %s, want 200", a.status, a.body)
+	}
 }
 
 func TestGreeterFrozen(t *testing.T) {
