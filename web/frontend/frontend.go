@@ -27,8 +27,12 @@ var indexHTML string
 //go:embed static
 var static embed.FS
 
-// Title is the page's title.
-const Title = "Micro on Kubernetes"
+const (
+	// Title is the page's title.
+	Title = "Micro on Kubernetes"
+	// HealthPath answers 200 while the frontend serves: its probes' path.
+	HealthPath = "/health"
+)
 
 // securityHeaders go on every response: no inline script or style is allowed
 // (the page has none), and the page may not be framed.
@@ -62,7 +66,7 @@ func New(greeter greeterv1.GreeterService, timeout time.Duration) http.Handler {
 	}
 	f.mux.HandleFunc("GET /{$}", f.index)
 	f.mux.HandleFunc("GET /greeter", f.greet)
-	f.mux.HandleFunc("GET /health", f.health)
+	f.mux.HandleFunc("GET "+HealthPath, f.health)
 	f.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(assets)))
 	return withSecurityHeaders(httpapi.Router(f.mux))
 }

@@ -1,0 +1,441 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+)
+
+// Code is what the code says, for the manifests to agree with.
+type Code struct {
+	// ListenPorts is the port each image's binary listens on by default.
+	ListenPorts map[string]int
+	// SelectorPort is the port the static selector dials by default.
+	SelectorPort int
+	// Greeter is the greeter's service name: its Service's name.
+	Greeter string
+	// SidecarImage is the health sidecar's image; SidecarFlags the flags its
+	// binary defines; SidecarPath and SidecarLivePath its two paths.
+	SidecarImage                 string
+	SidecarFlags                 []string
+	SidecarPath, SidecarLivePath string
+	// HealthPaths is the path of the probes of each image that runs without
+	// the sidecar.
+	HealthPaths map[string]string
+	// ShutdownTimeout bounds a service's graceful stop.
+	ShutdownTimeout time.Duration
+	// Images are the images skaffold builds.
+	Images []string
+}
+
+// Check is one consistency check.
+type Check struct {
+	Name string
+	Run  func(Objects, Code) error
+}
+
+// Checks are every consistency check of rendered manifests.
+var Checks = []Check{
+	{"every Service selects the pods of exactly one Deployment", checkSelectors},
+	{"ports agree with the code", checkPorts},
+	{"probes and the sidecar's args agree with the code", checkProbes},
+	{"the static selector dials the greeter Service's port", checkSelectorPort},
+	{"images are skaffold's artifacts, each used", checkImages},
+	{"every container is probed, bounded and locked down", checkHardening},
+	{"the grace period outlasts preStop and the graceful stop", checkGracePeriod},
+	{"every workload has its own ServiceAccount without a token", checkServiceAccounts},
+	{"every object has the recommended labels", checkLabels},
+	{"network policies select pods and name their ports", checkNetworkPolicies},
+}
+
+func checkSelectors(o Objects, _ Code) error {
+	var errs []error
+	for _, s := range o.Services {
+		if len(s.Spec.Selector) == 0 {
+			errs = append(errs, fmt.Errorf("Service %s has no selector", s.Name))
+			continue
+		}
+		if n := len(selected(o, s)); n != 1 {
+			errs = append(errs, fmt.Errorf("Service %s selects the pods of %d Deployments, want 1", s.Name, n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// selected are the Deployments whose pods a Service selects.
+func selected(o Objects, s corev1.Service) []appsv1.Deployment {
+	var ds []appsv1.Deployment
+	sel := labels.SelectorFromSet(s.Spec.Selector)
+	for _, d := range o.Deployments {
+		if d.Namespace == s.Namespace && sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+func checkPorts(o Objects, c Code) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		for _, ctr := range d.Spec.Template.Spec.Containers {
+			want, known := c.ListenPorts[ctr.Image]
+			if !known {
+				errs = append(errs, fmt.Errorf("%s/%s: image %q: no code port known", d.Name, ctr.Name, ctr.Image))
+				continue
+			}
+			if len(ctr.Ports) != 1 || int(ctr.Ports[0].ContainerPort) != want {
+				errs = append(errs, fmt.Errorf("%s/%s: containerPort %v, want the one port %d its binary listens on", d.Name, ctr.Name, ctr.Ports, want))
+			}
+		}
+	}
+	for _, s := range o.Services {
+		for _, d := range selected(o, s) {
+			for _, p := range s.Spec.Ports {
+				ctr, port, ok := resolvePort(d.Spec.Template.Spec, p.TargetPort)
+				if !ok {
+					errs = append(errs, fmt.Errorf("Service %s port %d: targetPort %s is no container port of %s", s.Name, p.Port, p.TargetPort.String(), d.Name))
+					continue
+				}
+				if want := c.ListenPorts[ctr.Image]; port != want {
+					errs = append(errs, fmt.Errorf("Service %s port %d: targetPort %d, but %s listens on %d", s.Name, p.Port, port, ctr.Name, want))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// resolvePort finds the container and port number a named or numbered port
+// refers to in a pod.
+func resolvePort(pod corev1.PodSpec, p intstr.IntOrString) (corev1.Container, int, bool) {
+	for _, ctr := range pod.Containers {
+		for _, cp := range ctr.Ports {
+			if (p.Type == intstr.String && cp.Name == p.StrVal) || (p.Type == intstr.Int && cp.ContainerPort == p.IntVal) {
+				return ctr, int(cp.ContainerPort), true
+			}
+		}
+	}
+	return corev1.Container{}, 0, false
+}
+
+func checkProbes(o Objects, c Code) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		pod := d.Spec.Template.Spec
+		var sidecar *corev1.Container
+		for i := range pod.Containers {
+			if pod.Containers[i].Image == c.SidecarImage {
+				sidecar = &pod.Containers[i]
+			}
+		}
+		if sidecar == nil {
+			errs = append(errs, checkOwnProbes(d, c))
+			continue
+		}
+		for _, arg := range sidecar.Args {
+			name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+			if !strings.HasPrefix(arg, "-") || !slices.Contains(c.SidecarFlags, name) {
+				errs = append(errs, fmt.Errorf("%s/%s: arg %q is not a flag the sidecar defines", d.Name, sidecar.Name, arg))
+			}
+		}
+		for _, ctr := range pod.Containers {
+			want := c.SidecarPath // the service's liveness is the sidecar's check
+			if ctr.Name == sidecar.Name {
+				want = c.SidecarLivePath
+			}
+			probe := ctr.LivenessProbe
+			if probe == nil || probe.HTTPGet == nil {
+				errs = append(errs, fmt.Errorf("%s/%s: no HTTP liveness probe", d.Name, ctr.Name))
+				continue
+			}
+			target, _, ok := resolvePort(pod, probe.HTTPGet.Port)
+			if probe.HTTPGet.Path != want || !ok || target.Name != sidecar.Name {
+				errs = append(errs, fmt.Errorf("%s/%s: liveness probe %s on port %s, want the sidecar's %s on its port",
+					d.Name, ctr.Name, probe.HTTPGet.Path, probe.HTTPGet.Port.String(), want))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkOwnProbes checks a pod without the sidecar: each container's probes
+// call its own health path.
+func checkOwnProbes(d appsv1.Deployment, c Code) error {
+	var errs []error
+	pod := d.Spec.Template.Spec
+	for _, ctr := range pod.Containers {
+		for kind, p := range map[string]*corev1.Probe{"liveness": ctr.LivenessProbe, "readiness": ctr.ReadinessProbe} {
+			if p == nil || p.HTTPGet == nil {
+				errs = append(errs, fmt.Errorf("%s/%s: no HTTP %s probe", d.Name, ctr.Name, kind))
+				continue
+			}
+			target, _, ok := resolvePort(pod, p.HTTPGet.Port)
+			if want := c.HealthPaths[ctr.Image]; p.HTTPGet.Path != want || !ok || target.Name != ctr.Name {
+				errs = append(errs, fmt.Errorf("%s/%s: %s probe %s on port %s, want %s on its own port",
+					d.Name, ctr.Name, kind, p.HTTPGet.Path, p.HTTPGet.Port.String(), want))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkSelectorPort(o Objects, c Code) error {
+	for _, s := range o.Services {
+		if s.Name != c.Greeter {
+			continue
+		}
+		var ports []int32
+		for _, p := range s.Spec.Ports {
+			if int(p.Port) == c.SelectorPort {
+				return nil
+			}
+			ports = append(ports, p.Port)
+		}
+		return fmt.Errorf("Service %s exposes ports %v, but the static selector dials port %d", s.Name, ports, c.SelectorPort)
+	}
+	return fmt.Errorf("no Service named %s, the name the static selector resolves", c.Greeter)
+}
+
+func checkImages(o Objects, c Code) error {
+	var errs []error
+	used := map[string]bool{}
+	for _, d := range o.Deployments {
+		for _, ctr := range d.Spec.Template.Spec.Containers {
+			used[ctr.Image] = true
+			if !slices.Contains(c.Images, ctr.Image) {
+				errs = append(errs, fmt.Errorf("%s/%s: image %q is not built by skaffold", d.Name, ctr.Name, ctr.Image))
+			}
+		}
+	}
+	for _, img := range c.Images {
+		if !used[img] {
+			errs = append(errs, fmt.Errorf("skaffold builds %q, which no container uses", img))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkHardening(o Objects, _ Code) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		pod := d.Spec.Template.Spec
+		for _, ctr := range pod.Containers {
+			where := d.Name + "/" + ctr.Name
+			if ctr.LivenessProbe == nil || ctr.ReadinessProbe == nil {
+				errs = append(errs, fmt.Errorf("%s: needs a liveness and a readiness probe", where))
+			}
+			if p := ctr.ReadinessProbe; p != nil && p.TCPSocket != nil {
+				errs = append(errs, fmt.Errorf("%s: a bare TCP readiness probe passes under a mesh with the service down", where))
+			}
+			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+				if _, ok := ctr.Resources.Requests[r]; !ok {
+					errs = append(errs, fmt.Errorf("%s: no %s request", where, r))
+				}
+				if _, ok := ctr.Resources.Limits[r]; !ok {
+					errs = append(errs, fmt.Errorf("%s: no %s limit", where, r))
+				}
+			}
+			sc := ctr.SecurityContext
+			if sc == nil {
+				errs = append(errs, fmt.Errorf("%s: no securityContext", where))
+				continue
+			}
+			if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+				errs = append(errs, fmt.Errorf("%s: runAsNonRoot is not true", where))
+			}
+			if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				errs = append(errs, fmt.Errorf("%s: readOnlyRootFilesystem is not true", where))
+			}
+			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+				errs = append(errs, fmt.Errorf("%s: allowPrivilegeEscalation is not false", where))
+			}
+			if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 {
+				errs = append(errs, fmt.Errorf("%s: capabilities must drop ALL and add none", where))
+			}
+			if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				errs = append(errs, fmt.Errorf("%s: seccompProfile is not RuntimeDefault", where))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkGracePeriod(o Objects, c Code) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		pod := d.Spec.Template.Spec
+		grace := 30 * time.Second // Kubernetes' default
+		if pod.TerminationGracePeriodSeconds != nil {
+			grace = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+		}
+		for _, ctr := range pod.Containers {
+			var pause time.Duration
+			if l := ctr.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
+				pause = time.Duration(l.PreStop.Sleep.Seconds) * time.Second
+			}
+			if grace <= pause+c.ShutdownTimeout {
+				errs = append(errs, fmt.Errorf("%s/%s: terminationGracePeriodSeconds %s is not above preStop %s + graceful stop %s",
+					d.Name, ctr.Name, grace, pause, c.ShutdownTimeout))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkServiceAccounts(o Objects, _ Code) error {
+	var errs []error
+	accounts := map[string]corev1.ServiceAccount{}
+	for _, sa := range o.ServiceAccounts {
+		accounts[sa.Name] = sa
+	}
+	owner := map[string]string{}
+	for _, d := range o.Deployments {
+		pod := d.Spec.Template.Spec
+		sa, ok := accounts[pod.ServiceAccountName]
+		switch {
+		case pod.ServiceAccountName == "" || !ok:
+			errs = append(errs, fmt.Errorf("Deployment %s: no ServiceAccount of its own (serviceAccountName %q)", d.Name, pod.ServiceAccountName))
+			continue
+		case owner[sa.Name] != "":
+			errs = append(errs, fmt.Errorf("Deployments %s and %s share ServiceAccount %s", owner[sa.Name], d.Name, sa.Name))
+		}
+		owner[sa.Name] = d.Name
+		if sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken ||
+			pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+			errs = append(errs, fmt.Errorf("Deployment %s: its pods would get a token: set automountServiceAccountToken: false", d.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Labels every object and pod carries.
+var recommendedLabels = []string{"app.kubernetes.io/name", "app.kubernetes.io/part-of"}
+
+func checkLabels(o Objects, _ Code) error {
+	var errs []error
+	for _, doc := range o.YAML {
+		var obj struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name   string            `json:"name"`
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			return err
+		}
+		// A NetworkPolicy belongs to the application, not to one part of it.
+		want := recommendedLabels
+		if obj.Kind == "NetworkPolicy" {
+			want = want[1:]
+		}
+		for _, l := range want {
+			if obj.Metadata.Labels[l] == "" {
+				errs = append(errs, fmt.Errorf("%s %s: no label %s", obj.Kind, obj.Metadata.Name, l))
+			}
+		}
+	}
+	for _, d := range o.Deployments {
+		for _, l := range recommendedLabels {
+			if d.Spec.Template.Labels[l] == "" {
+				errs = append(errs, fmt.Errorf("Deployment %s: pods have no label %s", d.Name, l))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// OnlyPodAnnotationsDiffer checks that variant is base with pod-template
+// annotations added or changed, and nothing else; it returns the annotations
+// variant sets on every pod template.
+func OnlyPodAnnotationsDiffer(base, variant Objects) (map[string]string, error) {
+	if base.Count() != variant.Count() {
+		return nil, fmt.Errorf("%d objects, not the base's %d", variant.Count(), base.Count())
+	}
+	var added map[string]string
+	for i := range base.YAML {
+		b, err := withoutPodAnnotations(base.YAML[i])
+		if err != nil {
+			return nil, err
+		}
+		v, err := withoutPodAnnotations(variant.YAML[i])
+		if err != nil {
+			return nil, err
+		}
+		if !reflect.DeepEqual(b, v) {
+			return nil, fmt.Errorf("object %d differs in more than its pod annotations:\nbase:    %s\nvariant: %s", i, base.YAML[i], variant.YAML[i])
+		}
+	}
+	for i, d := range variant.Deployments {
+		diff := map[string]string{}
+		for k, v := range d.Spec.Template.Annotations {
+			if base.Deployments[i].Spec.Template.Annotations[k] != v {
+				diff[k] = v
+			}
+		}
+		if added != nil && !maps.Equal(added, diff) {
+			return nil, fmt.Errorf("Deployment %s's pods get %v, others %v", d.Name, diff, added)
+		}
+		added = diff
+	}
+	return added, nil
+}
+
+func withoutPodAnnotations(doc []byte) (map[string]any, error) {
+	var obj map[string]any
+	if err := yaml.Unmarshal(doc, &obj); err != nil {
+		return nil, err
+	}
+	if spec, ok := obj["spec"].(map[string]any); ok {
+		if tmpl, ok := spec["template"].(map[string]any); ok {
+			if md, ok := tmpl["metadata"].(map[string]any); ok {
+				delete(md, "annotations")
+			}
+		}
+	}
+	return obj, nil
+}
+
+func checkNetworkPolicies(o Objects, _ Code) error {
+	var errs []error
+	for _, np := range o.NetworkPolicies {
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("NetworkPolicy %s: %w", np.Name, err))
+			continue
+		}
+		var pods []corev1.PodSpec
+		for _, d := range o.Deployments {
+			if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				pods = append(pods, d.Spec.Template.Spec)
+			}
+		}
+		if len(pods) == 0 {
+			errs = append(errs, fmt.Errorf("NetworkPolicy %s selects no pod", np.Name))
+		}
+		for _, rule := range np.Spec.Ingress {
+			for _, p := range rule.Ports {
+				if p.Port == nil || p.Port.Type != intstr.String {
+					continue
+				}
+				for _, pod := range pods {
+					if _, _, ok := resolvePort(pod, *p.Port); !ok {
+						errs = append(errs, fmt.Errorf("NetworkPolicy %s allows port %q, which a selected pod does not name", np.Name, p.Port.StrVal))
+					}
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,180 @@
+package deploy
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/micro/kubernetes/health/probe"
+	"github.com/micro/kubernetes/pkg/k8s"
+	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+	"github.com/micro/kubernetes/web/frontend"
+)
+
+// The repository's root, from this module's folder.
+const root = ".."
+
+func loadSkaffold(t *testing.T) Skaffold {
+	t.Helper()
+	s, err := LoadSkaffold(filepath.Join(root, "skaffold.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// combinations are every subset of the profiles, the empty one first.
+func combinations(profiles []string) [][]string {
+	all := [][]string{nil}
+	for _, p := range profiles {
+		for _, c := range all {
+			all = append(all, append(slices.Clone(c), p))
+		}
+	}
+	return all
+}
+
+func render(t *testing.T, s Skaffold, profiles []string) Objects {
+	t.Helper()
+	paths, err := s.KustomizePaths(profiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Render(root, paths)
+	if err != nil {
+		t.Fatalf("profiles %v: %v", profiles, err)
+	}
+	return objs
+}
+
+// code reads what the manifests must agree with from the code itself, and
+// from `health --help` for the flags the sidecar binary defines.
+func code(t *testing.T, s Skaffold) Code {
+	t.Helper()
+	_, port, err := net.SplitHostPort(probe.DefaultAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sidecarPort, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Code{
+		ListenPorts:     map[string]int{"greeter": k8s.DefaultPort, "web": k8s.DefaultPort, "health": sidecarPort},
+		SelectorPort:    k8s.DefaultPort,
+		Greeter:         greeterv1.ServiceName,
+		SidecarImage:    "health",
+		SidecarFlags:    sidecarFlags(t),
+		SidecarPath:     probe.Path,
+		SidecarLivePath: probe.LivePath,
+		HealthPaths:     map[string]string{"web": frontend.HealthPath},
+		ShutdownTimeout: k8s.ShutdownTimeout,
+		Images:          s.Images(),
+	}
+}
+
+func sidecarFlags(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "health")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/micro/kubernetes/health").CombinedOutput(); err != nil {
+		t.Fatalf("building the sidecar: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(ctx, bin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("health --help: %v\n%s", err, out)
+	}
+	var flags []string
+	for _, m := range regexp.MustCompile(`(?m)^\s+--([a-z][a-z0-9_-]*)`).FindAllStringSubmatch(string(out), -1) {
+		flags = append(flags, m[1])
+	}
+	if !slices.Contains(flags, "health_address") {
+		t.Fatalf("found no --health_address in health --help:\n%s", out)
+	}
+	return flags
+}
+
+func TestEveryProfileCombinationAgreesWithTheCode(t *testing.T) {
+	s := loadSkaffold(t)
+	c := code(t, s)
+	for _, profiles := range combinations(s.Profiles()) {
+		name := "profiles=" + strings.Join(profiles, ",")
+		t.Run(name, func(t *testing.T) {
+			objs := render(t, s, profiles)
+			t.Logf("%d objects", objs.Count())
+			for _, check := range Checks {
+				if err := check.Run(objs, c); err != nil {
+					t.Errorf("%s:\n%v", check.Name, err)
+				}
+			}
+		})
+	}
+}
+
+func TestProfilesSwitchOnTheirComponents(t *testing.T) {
+	s := loadSkaffold(t)
+	base := render(t, s, nil)
+	if len(base.NetworkPolicies) != 0 {
+		t.Errorf("the base has %d NetworkPolicies, want none", len(base.NetworkPolicies))
+	}
+	if got := render(t, s, []string{"network-policies"}); len(got.NetworkPolicies) == 0 || got.Count() != base.Count()+len(got.NetworkPolicies) {
+		t.Errorf("network-policies renders %d objects with %d policies, want the base's %d plus the policies", got.Count(), len(got.NetworkPolicies), base.Count())
+	}
+	added, err := OnlyPodAnnotationsDiffer(base, render(t, s, []string{"conduit"}))
+	if err != nil {
+		t.Fatalf("conduit: %v", err)
+	}
+	if len(added) != 1 || added["linkerd.io/inject"] != "enabled" {
+		t.Errorf("conduit adds pod annotations %v, want linkerd.io/inject: enabled", added)
+	}
+	// Profiles are independent: their order does not matter.
+	ab := render(t, s, []string{"conduit", "network-policies"})
+	ba := render(t, s, []string{"network-policies", "conduit"})
+	if !slices.EqualFunc(ab.YAML, ba.YAML, func(a, b []byte) bool { return string(a) == string(b) }) {
+		t.Error("conduit,network-policies and network-policies,conduit render differently")
+	}
+}
+
+func TestSkaffoldConfig(t *testing.T) {
+	s := loadSkaffold(t)
+	objs := render(t, s, nil)
+	for _, cfg := range s.Configs {
+		if cfg.APIVersion != "skaffold/v4beta13" {
+			t.Errorf("config %s: apiVersion %s, want skaffold/v4beta13", cfg.Metadata.Name, cfg.APIVersion)
+		}
+		for _, a := range cfg.Build.Artifacts {
+			if a.Ko == nil || a.Ko.Main == "" || !strings.HasPrefix(a.Ko.FromImage, "gcr.io/distroless/static") || !strings.HasSuffix(a.Ko.FromImage, ":nonroot") {
+				t.Errorf("artifact %s: want the ko builder on a distroless static nonroot base", a.Image)
+			}
+			if _, err := os.Stat(filepath.Join(root, a.Ko.Main, "main.go")); err != nil {
+				t.Errorf("artifact %s: ko.main %s: %v", a.Image, a.Ko.Main, err)
+			}
+		}
+		if len(cfg.Build.Artifacts) > 0 && !(slices.Contains(cfg.Build.Platforms, "linux/amd64") && slices.Contains(cfg.Build.Platforms, "linux/arm64")) {
+			t.Errorf("config %s builds for %v, want linux/amd64 and linux/arm64", cfg.Metadata.Name, cfg.Build.Platforms)
+		}
+		for _, pf := range cfg.PortForward {
+			found := false
+			for _, svc := range objs.Services {
+				for _, p := range svc.Spec.Ports {
+					found = found || (pf.ResourceType == "service" && svc.Name == pf.ResourceName && int(p.Port) == pf.Port)
+				}
+			}
+			if !found {
+				t.Errorf("port-forward to %s %s:%d: no such Service port", pf.ResourceType, pf.ResourceName, pf.Port)
+			}
+		}
+	}
+	if len(s.Images()) == 0 {
+		t.Fatal("skaffold.yaml builds no image")
+	}
+}
