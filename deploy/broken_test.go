@@ -137,7 +137,7 @@ func TestConduitCheckCatchesOtherChanges(t *testing.T) {
 
 func TestUnknownFieldsAndKindsAreRejected(t *testing.T) {
 	cases := map[string]string{
-		"a misspelt field": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  replica: 1\n",
+		"a misspelt field":        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  replica: 1\n",
 		"a field of another kind": "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  containers: []\n",
 		"a kind no check knows":   "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
 	}
