@@ -34,6 +34,7 @@ const (
 	flagServerName    = "server_name"    // a go-micro flag
 	flagServerAddress = "server_address" // a go-micro flag
 	shutdownTimeout   = 5 * time.Second
+	maxBody           = 1 << 10 // no route takes a body
 )
 
 // defaultServerAddress is the service in the same pod, on its default port.
@@ -85,7 +86,7 @@ func main() {
 	})
 	srv := &http.Server{
 		Addr:              cfg.healthAddress,
-		Handler:           httpapi.Router(mux),
+		Handler:           httpapi.LimitBody(maxBody, httpapi.Router(mux)),
 		ReadHeaderTimeout: cfg.timeout,
 		WriteTimeout:      2 * cfg.timeout,
 		MaxHeaderBytes:    8 << 10,

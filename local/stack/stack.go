@@ -91,9 +91,16 @@ func Build(ctx context.Context, dir string) error {
 // Stack is the three processes, running.
 type Stack struct {
 	Ports Ports
+	dir   string
+	args  map[string][]string
+	env   map[string][]string
+	out   io.Writer
+	outMu sync.Mutex // one line at a time on out
+
+	mu    sync.Mutex
 	procs map[string]*exec.Cmd
 	done  map[string]chan struct{}
-	// exited receives the name of a process that ended on its own.
+	// exited receives the name of each process that ends.
 	exited chan string
 }
 
@@ -102,47 +109,77 @@ type Stack struct {
 // frontend and the sidecar answer their health checks.
 func Start(ctx context.Context, dir string, ports Ports, out io.Writer) (*Stack, error) {
 	greeter := ports.GreeterAddress()
-	args := map[string][]string{
-		"greeter": {"--server_address=" + greeter},
-		"health": {
-			"--server_name=" + greeterv1.ServiceName,
-			"--server_address=" + greeter,
-			"--health_address=" + loopback(ports.Health),
+	s := &Stack{
+		Ports: ports,
+		dir:   dir,
+		args: map[string][]string{
+			"greeter": {"--server_address=" + greeter},
+			"health": {
+				"--server_name=" + greeterv1.ServiceName,
+				"--server_address=" + greeter,
+				"--health_address=" + loopback(ports.Health),
+			},
+			"web": {"--server_address=" + loopback(ports.Web)},
 		},
-		"web": {"--server_address=" + loopback(ports.Web)},
+		env: map[string][]string{
+			// No DNS knows "greeter" here: pin it to its loopback address.
+			"web": {"STATIC_SELECTOR_ADDRESSES=" + greeterv1.ServiceName + "=" + greeter},
+		},
+		out:    out,
+		procs:  map[string]*exec.Cmd{},
+		done:   map[string]chan struct{}{},
+		exited: make(chan string, 64),
 	}
-	env := map[string][]string{
-		// No DNS knows "greeter" here: pin it to its loopback address.
-		"web": {"STATIC_SELECTOR_ADDRESSES=" + greeterv1.ServiceName + "=" + greeter},
-	}
-
-	s := &Stack{Ports: ports, procs: map[string]*exec.Cmd{}, done: map[string]chan struct{}{}, exited: make(chan string, len(packages))}
-	var mu sync.Mutex // one line at a time on out
 	for _, p := range packages {
-		cmd := exec.Command(filepath.Join(dir, p.name), args[p.name]...)
-		cmd.Env = append(os.Environ(), env[p.name]...)
-		w := &prefixWriter{prefix: fmt.Sprintf("%-7s | ", p.name), out: out, mu: &mu}
-		cmd.Stdout, cmd.Stderr = w, w
-		detach(cmd)
-		if err := cmd.Start(); err != nil {
+		if err := s.start(p.name); err != nil {
 			s.Stop()
-			return nil, fmt.Errorf("starting %s: %w", p.name, err)
+			return nil, err
 		}
-		done := make(chan struct{})
-		s.procs[p.name], s.done[p.name] = cmd, done
-		go func(name string) {
-			_ = cmd.Wait()
-			w.Flush()
-			close(done)
-			s.exited <- name
-		}(p.name)
 	}
-
 	if err := s.waitReady(ctx, 30*time.Second); err != nil {
 		s.Stop()
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Stack) start(name string) error {
+	cmd := exec.Command(filepath.Join(s.dir, name), s.args[name]...)
+	cmd.Env = append(os.Environ(), s.env[name]...)
+	w := &prefixWriter{prefix: fmt.Sprintf("%-7s | ", name), out: s.out, mu: &s.outMu}
+	cmd.Stdout, cmd.Stderr = w, w
+	detach(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", name, err)
+	}
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.procs[name], s.done[name] = cmd, done
+	s.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		w.Flush()
+		close(done)
+		select {
+		case s.exited <- name:
+		default: // nobody is listening for that many exits
+		}
+	}()
+	return nil
+}
+
+// Restart starts the named process again, as it was first started, after
+// killing it if it still runs.
+func (s *Stack) Restart(name string) error {
+	s.mu.Lock()
+	cmd, done := s.procs[name], s.done[name]
+	s.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("no process %q", name)
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	return s.start(name)
 }
 
 func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
@@ -170,25 +207,55 @@ func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
 	return nil
 }
 
-// Exited receives the name of a process that ended by itself.
+// Exited receives the name of each process that ends.
 func (s *Stack) Exited() <-chan string { return s.exited }
 
 // Signal sends sig to one process ("greeter", "health" or "web").
 func (s *Stack) Signal(name string, sig os.Signal) error {
+	s.mu.Lock()
 	cmd, ok := s.procs[name]
+	s.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no process %q", name)
 	}
 	return cmd.Process.Signal(sig)
 }
 
-// Pids are the processes' ids, by name.
-func (s *Stack) Pids() map[string]int {
-	pids := map[string]int{}
-	for name, cmd := range s.procs {
-		pids[name] = cmd.Process.Pid
+// Pid is the process id of one process.
+func (s *Stack) Pid(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cmd, ok := s.procs[name]; ok {
+		return cmd.Process.Pid
 	}
-	return pids
+	return 0
+}
+
+// ExitCode is how one process ended: its exit code, or -1 if a signal
+// ended it or it still runs.
+func (s *Stack) ExitCode(name string) int {
+	s.mu.Lock()
+	cmd, done := s.procs[name], s.done[name]
+	s.mu.Unlock()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
+}
+
+// Wait waits at most limit for one process to exit.
+func (s *Stack) Wait(name string, limit time.Duration) error {
+	s.mu.Lock()
+	done := s.done[name]
+	s.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(limit):
+		return fmt.Errorf("%s still runs after %s", name, limit)
+	}
 }
 
 // Stop sends SIGTERM to each process, callers before callees (web, the
@@ -197,17 +264,19 @@ func (s *Stack) Pids() map[string]int {
 func (s *Stack) Stop() {
 	for i := len(packages) - 1; i >= 0; i-- {
 		name := packages[i].name
-		cmd, ok := s.procs[name]
+		s.mu.Lock()
+		cmd, done, ok := s.procs[name], s.done[name], s.procs[name] != nil
+		s.mu.Unlock()
 		if !ok {
 			continue
 		}
 		_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot handle SIGTERM
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-s.done[name]:
+		case <-done:
 		case <-time.After(StopTimeout):
 			_ = cmd.Process.Kill()
-			<-s.done[name]
+			<-done
 		}
 	}
 }

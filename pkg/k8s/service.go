@@ -24,9 +24,17 @@ import (
 	"google.golang.org/grpc"
 )
 
-// ShutdownTimeout bounds how long a stopping service waits for in-flight
-// requests. The pods' terminationGracePeriodSeconds must stay above it.
-const ShutdownTimeout = 10 * time.Second
+const (
+	// ShutdownTimeout bounds how long a stopping service waits for in-flight
+	// requests. The pods' terminationGracePeriodSeconds must stay above it.
+	ShutdownTimeout = 10 * time.Second
+	// MaxMessageSize bounds a gRPC message either way (gRPC's default is 4 MiB
+	// in and unbounded out); a larger one fails with ResourceExhausted.
+	MaxMessageSize = 1 << 20
+	// MaxHeaderBytes bounds an HTTP request's line and headers; a larger one
+	// gets 431.
+	MaxHeaderBytes = 64 << 10
+)
 
 // DefaultAddress is where every service listens unless told otherwise
 // (--server_address or MICRO_SERVER_ADDRESS): all interfaces, so the pod IP
@@ -49,12 +57,15 @@ func NewService(name string, opts ...micro.Option) micro.Service {
 			server.Registry(reg),
 			server.Broker(brk),
 			grpcserver.GracefulStopTimeout(ShutdownTimeout),
+			grpcserver.MaxMsgSize(MaxMessageSize),
 			grpcserver.Options(grpc.StreamInterceptor(refuseUndecodable)),
 		)),
 		micro.Client(grpcclient.NewClient(
 			client.Selector(current),
 			client.Registry(reg),
 			client.Broker(brk),
+			grpcclient.MaxRecvMsgSize(MaxMessageSize),
+			grpcclient.MaxSendMsgSize(MaxMessageSize),
 		)),
 		// The broker before the registry: micro.Registry also re-points the
 		// service's broker, which would otherwise be go-micro's global one.
@@ -135,7 +146,7 @@ func newHTTPServer() *http.Server {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    MaxHeaderBytes,
 	}
 }
 

@@ -32,6 +32,8 @@ const (
 	Title = "Micro on Kubernetes"
 	// HealthPath answers 200 while the frontend serves: its probes' path.
 	HealthPath = "/health"
+	// maxBody bounds a request body: no route takes one.
+	maxBody = 4 << 10
 )
 
 // securityHeaders go on every response: no inline script or style is allowed
@@ -68,7 +70,7 @@ func New(greeter greeterv1.GreeterService, timeout time.Duration) http.Handler {
 	f.mux.HandleFunc("GET /greeter", f.greet)
 	f.mux.HandleFunc("GET "+HealthPath, f.health)
 	f.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(assets)))
-	return withSecurityHeaders(httpapi.Router(f.mux))
+	return withSecurityHeaders(httpapi.LimitBody(maxBody, httpapi.Router(f.mux)))
 }
 
 func withSecurityHeaders(next http.Handler) http.Handler {

@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 )
@@ -49,6 +50,20 @@ func Router(mux *http.ServeMux) http.Handler {
 			return
 		}
 		WriteError(w, http.StatusNotFound, "no such path: "+r.URL.Path)
+	})
+}
+
+// LimitBody answers 413 to a request whose body is over max bytes, before
+// next sees it, and stops next from reading more than max of a body that
+// does not announce its length.
+func LimitBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", max))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -46,6 +48,35 @@ func TestRouterAnswersJSON(t *testing.T) {
 		}
 		if got := rsp.Header.Get("Allow"); got != c.allow {
 			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, got, c.allow)
+		}
+	}
+}
+
+func TestLimitBody(t *testing.T) {
+	srv := httptest.NewServer(LimitBody(10, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			WriteError(w, http.StatusRequestEntityTooLarge, err.Error())
+			return
+		}
+		WriteJSON(w, http.StatusOK, map[string]string{"ok": "yes"})
+	})))
+	defer srv.Close()
+	for _, c := range []struct {
+		body   io.Reader
+		status int
+	}{
+		{strings.NewReader("small"), http.StatusOK},
+		{strings.NewReader(strings.Repeat("x", 11)), http.StatusRequestEntityTooLarge},
+		// No Content-Length: cut off while reading.
+		{io.MultiReader(strings.NewReader(strings.Repeat("x", 11))), http.StatusRequestEntityTooLarge},
+	} {
+		rsp, err := http.Post(srv.URL, "text/plain", c.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rsp.Body.Close()
+		if rsp.StatusCode != c.status {
+			t.Errorf("status %d, want %d", rsp.StatusCode, c.status)
 		}
 	}
 }
