@@ -30,8 +30,21 @@ run: ## Build and run the whole application on this machine (no cluster); Ctrl-C
 	@$(BIN)/local -bin $(BIN)
 
 .PHONY: test
-test: test-deps vet ## Run every module's unit and end-to-end tests (installs protoc and chromium)
+test: test-deps vet ## Run every module's unit and end-to-end tests, then each fuzz target briefly (installs protoc and chromium)
 	go test -timeout 10m $(PACKAGES)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# Each fuzz target, as package:function. Their seed corpora are committed in
+# the packages' testdata/fuzz, and go test runs them as tests too.
+FUZZ_TARGETS := ./services/greeter/handler:FuzzHello ./web/frontend:FuzzFrontend
+FUZZTIME ?= 1m
+
+.PHONY: fuzz
+fuzz: ## Fuzz each target for FUZZTIME (default 1m)
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzzing $${t#*:} for $(FUZZTIME)"; \
+	  go test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) "$${t%%:*}" || exit 1; \
+	done
 
 .PHONY: test-deps
 test-deps: ## Install what the tests need: protoc and chromium

@@ -62,14 +62,10 @@ func New(greeter greeterv1.GreeterService, timeout time.Duration) http.Handler {
 		page:    template.Must(template.New("index").Parse(indexHTML)),
 		mux:     http.NewServeMux(),
 	}
-	assets, err := fs.Sub(static, "static")
-	if err != nil {
-		panic(err) // the embed directive above guarantees the folder
-	}
 	f.mux.HandleFunc("GET /{$}", f.index)
 	f.mux.HandleFunc("GET /greeter", f.greet)
 	f.mux.HandleFunc("GET "+HealthPath, f.health)
-	f.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(assets)))
+	f.mux.HandleFunc("GET /static/{file}", f.asset)
 	return withSecurityHeaders(httpapi.LimitBody(maxBody, httpapi.Router(f.mux)))
 }
 
@@ -125,6 +121,21 @@ func (f *Frontend) index(w http.ResponseWriter, r *http.Request) {
 	if err := f.page.Execute(w, data); err != nil {
 		slog.Warn("rendering the page", "err", err)
 	}
+}
+
+// asset serves one embedded file: no folder listings, and a JSON 404 for a
+// name that is not one of them (valid or not).
+func (f *Frontend) asset(w http.ResponseWriter, r *http.Request) {
+	name := "static/" + r.PathValue("file")
+	if !fs.ValidPath(name) {
+		httpapi.WriteError(w, http.StatusNotFound, "no such file")
+		return
+	}
+	if info, err := fs.Stat(static, name); err != nil || info.IsDir() {
+		httpapi.WriteError(w, http.StatusNotFound, "no such file")
+		return
+	}
+	http.ServeFileFS(w, r, static, name)
 }
 
 func (f *Frontend) health(w http.ResponseWriter, _ *http.Request) {

@@ -25,7 +25,7 @@ func (f greeterFunc) Hello(ctx context.Context, req *greeterv1.HelloRequest, rsp
 	return f(ctx, req, rsp)
 }
 
-func serveGreeter(t *testing.T, h greeterFunc) string {
+func serveGreeter(t testing.TB, h greeterFunc) string {
 	t.Helper()
 	svc := k8s.NewService(greeterv1.ServiceName, micro.Address("127.0.0.1:0"))
 	if err := greeterv1.RegisterGreeterHandler(svc.Server(), h); err != nil {
