@@ -94,6 +94,12 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 				}
 			}
 		}},
+		{"a scrape annotation naming another port", checkScrapeAnnotations, func(o *Objects, _ *Code) {
+			deployment(o, "greeter").Spec.Template.Annotations["prometheus.io/port"] = "8080"
+		}},
+		{"a metrics port the binary does not serve", checkPorts, func(o *Objects, _ *Code) {
+			container(o, "web", "web").Ports[1].ContainerPort = 9100
+		}},
 		{"a policy that selects nothing", checkNetworkPolicies, func(o *Objects, _ *Code) {
 			o.NetworkPolicies[0].Spec.PodSelector.MatchLabels = map[string]string{"app.kubernetes.io/name": "nothing"}
 		}},

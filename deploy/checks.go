@@ -19,8 +19,13 @@ import (
 
 // Code is what the code says, for the manifests to agree with.
 type Code struct {
-	// ListenPorts is the port each image's binary listens on by default.
-	ListenPorts map[string]int
+	// ListenPorts are the ports each image's binary listens on by default.
+	ListenPorts map[string][]int
+	// MetricsPort and MetricsPath are where services serve Prometheus
+	// metrics; MetricsImages the images that do.
+	MetricsPort   int
+	MetricsPath   string
+	MetricsImages []string
 	// SelectorPort is the port the static selector dials by default.
 	SelectorPort int
 	// Greeter is the greeter's service name: its Service's name.
@@ -57,6 +62,7 @@ var Checks = []Check{
 	{"every workload has its own ServiceAccount without a token", checkServiceAccounts},
 	{"every object has the recommended labels", checkLabels},
 	{"network policies select pods and name their ports", checkNetworkPolicies},
+	{"pods are annotated for Prometheus where metrics are served", checkScrapeAnnotations},
 }
 
 func checkSelectors(o Objects, _ Code) error {
@@ -94,8 +100,12 @@ func checkPorts(o Objects, c Code) error {
 				errs = append(errs, fmt.Errorf("%s/%s: image %q: no code port known", d.Name, ctr.Name, ctr.Image))
 				continue
 			}
-			if len(ctr.Ports) != 1 || int(ctr.Ports[0].ContainerPort) != want {
-				errs = append(errs, fmt.Errorf("%s/%s: containerPort %v, want the one port %d its binary listens on", d.Name, ctr.Name, ctr.Ports, want))
+			var got []int
+			for _, p := range ctr.Ports {
+				got = append(got, int(p.ContainerPort))
+			}
+			if !slices.Equal(sorted(got), sorted(want)) {
+				errs = append(errs, fmt.Errorf("%s/%s: containerPorts %v, want the ports %v its binary listens on", d.Name, ctr.Name, got, want))
 			}
 		}
 	}
@@ -107,10 +117,35 @@ func checkPorts(o Objects, c Code) error {
 					errs = append(errs, fmt.Errorf("Service %s port %d: targetPort %s is no container port of %s", s.Name, p.Port, p.TargetPort.String(), d.Name))
 					continue
 				}
-				if want := c.ListenPorts[ctr.Image]; port != want {
-					errs = append(errs, fmt.Errorf("Service %s port %d: targetPort %d, but %s listens on %d", s.Name, p.Port, port, ctr.Name, want))
+				if want := c.ListenPorts[ctr.Image]; !slices.Contains(want, port) {
+					errs = append(errs, fmt.Errorf("Service %s port %d: targetPort %d, but %s listens on %v", s.Name, p.Port, port, ctr.Name, want))
 				}
 			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sorted(s []int) []int {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+func checkScrapeAnnotations(o Objects, c Code) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		a := d.Spec.Template.Annotations
+		var serves bool
+		for _, ctr := range d.Spec.Template.Spec.Containers {
+			serves = serves || slices.Contains(c.MetricsImages, ctr.Image)
+		}
+		if !serves {
+			continue
+		}
+		if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != fmt.Sprint(c.MetricsPort) || a["prometheus.io/path"] != c.MetricsPath {
+			errs = append(errs, fmt.Errorf("Deployment %s: scrape annotations %q/%q/%q, want \"true\"/%d/%s",
+				d.Name, a["prometheus.io/scrape"], a["prometheus.io/port"], a["prometheus.io/path"], c.MetricsPort, c.MetricsPath))
 		}
 	}
 	return errors.Join(errs...)

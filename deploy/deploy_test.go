@@ -68,7 +68,14 @@ func code(t *testing.T, s Skaffold) Code {
 		t.Fatal(err)
 	}
 	return Code{
-		ListenPorts:     map[string]int{"greeter": k8s.DefaultPort, "web": k8s.DefaultPort, "health": sidecarPort},
+		ListenPorts: map[string][]int{
+			"greeter": {k8s.DefaultPort, k8s.MetricsPort},
+			"web":     {k8s.DefaultPort, k8s.MetricsPort},
+			"health":  {sidecarPort},
+		},
+		MetricsPort:     k8s.MetricsPort,
+		MetricsPath:     k8s.MetricsPath,
+		MetricsImages:   []string{"greeter", "web"},
 		SelectorPort:    k8s.DefaultPort,
 		Greeter:         greeterv1.ServiceName,
 		SidecarImage:    "health",

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"go-micro.dev/v6"
 
 	"github.com/micro/kubernetes/health/probe"
 	"github.com/micro/kubernetes/pkg/k8s"
@@ -29,85 +28,62 @@ import (
 )
 
 const (
-	flagHealthAddress = "health_address"
-	flagHealthTimeout = "health_timeout"
-	flagServerName    = "server_name"    // a go-micro flag
-	flagServerAddress = "server_address" // a go-micro flag
-	shutdownTimeout   = 5 * time.Second
-	maxBody           = 1 << 10 // no route takes a body
+	shutdownTimeout = 5 * time.Second
+	maxBody         = 1 << 10 // no route takes a body
 )
 
-// defaultServerAddress is the service in the same pod, on its default port.
-var defaultServerAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(k8s.DefaultPort))
-
-type config struct {
-	healthAddress, serverName, serverAddress string
-	timeout                                  time.Duration
-}
-
 func main() {
-	var cfg config
-	parsed := false // stays false when the flags only asked for --help
-	svc := k8s.NewService("health",
-		micro.Flags(
-			&cli.StringFlag{Name: flagHealthAddress, EnvVars: []string{"MICRO_HEALTH_ADDRESS"}, Value: probe.DefaultAddress,
+	app := &cli.App{
+		Name:  "health",
+		Usage: "answer GET " + probe.Path + " by calling a go-micro service's Debug.Health",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "health_address", EnvVars: []string{"MICRO_HEALTH_ADDRESS"}, Value: probe.DefaultAddress,
 				Usage: "Address the sidecar serves " + probe.Path + " on"},
-			&cli.DurationFlag{Name: flagHealthTimeout, EnvVars: []string{"MICRO_HEALTH_TIMEOUT"}, Value: probe.DefaultTimeout,
+			&cli.StringFlag{Name: "server_name", EnvVars: []string{"MICRO_SERVER_NAME"},
+				Usage: "The go-micro name of the service to check (required)"},
+			&cli.StringFlag{Name: "server_address", EnvVars: []string{"MICRO_SERVER_ADDRESS"},
+				Value: net.JoinHostPort("127.0.0.1", strconv.Itoa(k8s.DefaultPort)),
+				Usage: "Address of the service to check: the service in the same pod"},
+			&cli.DurationFlag{Name: "health_timeout", EnvVars: []string{"MICRO_HEALTH_TIMEOUT"}, Value: probe.DefaultTimeout,
 				Usage: "The longest a check waits for Debug.Health"},
-		),
-		micro.Action(func(c *cli.Context) error {
-			parsed = true
-			cfg = config{
-				healthAddress: c.String(flagHealthAddress),
-				serverName:    c.String(flagServerName),
-				serverAddress: c.String(flagServerAddress),
-				timeout:       c.Duration(flagHealthTimeout),
+		},
+		Action: func(c *cli.Context) error {
+			checker := probe.Checker{
+				Client:  k8s.NewClient(),
+				Service: c.String("server_name"),
+				Address: c.String("server_address"),
+				Timeout: c.Duration("health_timeout"),
 			}
-			if cfg.serverAddress == "" {
-				cfg.serverAddress = defaultServerAddress
+			switch {
+			case checker.Service == "":
+				return cli.Exit("--server_name (MICRO_SERVER_NAME) is required: the go-micro name of the service to check", 2)
+			case checker.Address == "":
+				return cli.Exit("--server_address (MICRO_SERVER_ADDRESS) must not be empty", 2)
+			case checker.Timeout <= 0:
+				return cli.Exit(fmt.Sprintf("--health_timeout (MICRO_HEALTH_TIMEOUT) must be positive, got %s", checker.Timeout), 2)
 			}
-			return cfg.validate()
-		}),
-	)
-	svc.Init()
-	if !parsed {
-		return
+			return run(newServer(c.String("health_address"), checker))
+		},
 	}
-
-	mux := http.NewServeMux()
-	mux.Handle("GET "+probe.Path, probe.Checker{
-		Client:  svc.Client(),
-		Service: cfg.serverName,
-		Address: cfg.serverAddress,
-		Timeout: cfg.timeout,
-	})
-	mux.HandleFunc("GET "+probe.LivePath, func(w http.ResponseWriter, _ *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, probe.Status{Status: "ok"})
-	})
-	srv := &http.Server{
-		Addr:              cfg.healthAddress,
-		Handler:           httpapi.LimitBody(maxBody, httpapi.Router(mux)),
-		ReadHeaderTimeout: cfg.timeout,
-		WriteTimeout:      2 * cfg.timeout,
-		MaxHeaderBytes:    8 << 10,
-	}
-
-	if err := run(srv); err != nil {
+	if err := app.Run(os.Args); err != nil {
 		slog.Error("health sidecar stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func (c config) validate() error {
-	switch {
-	case c.serverName == "":
-		return cli.Exit("--"+flagServerName+" (MICRO_SERVER_NAME) is required: the go-micro name of the service to check", 2)
-	case c.healthAddress == "":
-		return cli.Exit("--"+flagHealthAddress+" (MICRO_HEALTH_ADDRESS) must not be empty", 2)
-	case c.timeout <= 0:
-		return cli.Exit(fmt.Sprintf("--%s (MICRO_HEALTH_TIMEOUT) must be positive, got %s", flagHealthTimeout, c.timeout), 2)
+func newServer(addr string, checker probe.Checker) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+probe.Path, checker)
+	mux.HandleFunc("GET "+probe.LivePath, func(w http.ResponseWriter, _ *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, probe.Status{Status: "ok"})
+	})
+	return &http.Server{
+		Addr:              addr,
+		Handler:           httpapi.LimitBody(maxBody, httpapi.Router(mux)),
+		ReadHeaderTimeout: checker.Timeout,
+		WriteTimeout:      2 * checker.Timeout,
+		MaxHeaderBytes:    8 << 10,
 	}
-	return nil
 }
 
 // run serves until SIGTERM or SIGINT, then lets in-flight checks finish.

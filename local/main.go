@@ -21,6 +21,8 @@ func main() {
 	flag.IntVar(&ports.Web, "web-port", 8080, "port of the web frontend")
 	flag.IntVar(&ports.Greeter, "greeter-port", 9090, "port of the greeter's gRPC server")
 	flag.IntVar(&ports.Health, "health-port", 9091, "port of the greeter's health sidecar")
+	flag.IntVar(&ports.GreeterMetrics, "greeter-metrics-port", 9092, "port of the greeter's Prometheus metrics")
+	flag.IntVar(&ports.WebMetrics, "web-metrics-port", 9093, "port of the web frontend's Prometheus metrics")
 	bin := flag.String("bin", "bin", "folder to build the binaries into")
 	flag.Parse()
 
@@ -48,9 +50,10 @@ func run(ctx context.Context, bin string, ports stack.Ports) error {
     JSON API:       %[1]s/greeter?name=Alice
     health sidecar: %[2]s
     greeter gRPC:   %[3]s
+    metrics:        %[4]s %[5]s
   Ctrl-C stops everything.
 
-`, ports.URL(), ports.HealthURL(), ports.GreeterAddress())
+`, ports.URL(), ports.HealthURL(), ports.GreeterAddress(), ports.MetricsURL("web"), ports.MetricsURL("greeter"))
 
 	select {
 	case <-ctx.Done():

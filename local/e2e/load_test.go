@@ -18,11 +18,13 @@ const (
 	loadWindow   = 10 * time.Second // compared: the first and the last
 )
 
-// sample is one reading of a process's resident memory and threads.
+// sample is one reading of a process's resident memory, threads and
+// goroutines.
 type sample struct {
-	at      time.Duration
-	rss     int // KiB
-	threads int
+	at         time.Duration
+	rss        int // KiB
+	threads    int
+	goroutines int
 }
 
 // readProc reads VmRSS and Threads from /proc/<pid>/status.
@@ -47,19 +49,21 @@ func readProc(pid int) (sample, error) {
 	return s, nil
 }
 
-func meanIn(samples []sample, from, to time.Duration) (rss, threads float64) {
-	n := 0
+// meanIn is the mean sample taken between from and to.
+func meanIn(samples []sample, from, to time.Duration) (rss, threads, goroutines float64) {
+	n := 0.0
 	for _, s := range samples {
 		if s.at >= from && s.at < to {
 			rss += float64(s.rss)
 			threads += float64(s.threads)
+			goroutines += float64(s.goroutines)
 			n++
 		}
 	}
 	if n == 0 {
-		return 0, 0
+		return 0, 0, 0
 	}
-	return rss / float64(n), threads / float64(n)
+	return rss / n, threads / n, goroutines / n
 }
 
 // A steady rate for a minute: no error, and memory and threads of the web
@@ -125,6 +129,7 @@ func TestSteadyLoad(t *testing.T) {
 					t.Fatalf("reading %s's memory: %v", name, err)
 				}
 				sm.at = time.Since(start)
+				sm.goroutines = int(metric(t, s.Ports.MetricsURL(name), "go_goroutines"))
 				samples[name] = append(samples[name], sm)
 			}
 		}
@@ -148,9 +153,13 @@ func TestSteadyLoad(t *testing.T) {
 		t.Errorf("%d requests succeeded, want at least %d", len(latencies), want)
 	}
 	for name, ss := range samples {
-		rss0, th0 := meanIn(ss, 2*time.Second, 2*time.Second+loadWindow) // after warm-up
-		rss1, th1 := meanIn(ss, loadDuration-loadWindow, loadDuration)
-		t.Logf("%s: RSS %.1f MiB -> %.1f MiB, threads %.1f -> %.1f (first and last %s)", name, rss0/1024, rss1/1024, th0, th1, loadWindow)
+		rss0, th0, g0 := meanIn(ss, 2*time.Second, 2*time.Second+loadWindow) // after warm-up
+		rss1, th1, g1 := meanIn(ss, loadDuration-loadWindow, loadDuration)
+		t.Logf("%s: RSS %.1f MiB -> %.1f MiB, goroutines %.1f -> %.1f, threads %.1f -> %.1f (first and last %s)",
+			name, rss0/1024, rss1/1024, g0, g1, th0, th1, loadWindow)
+		if g1 > g0*1.2+10 {
+			t.Errorf("%s: goroutines grew from %.1f to %.1f under a steady load", name, g0, g1)
+		}
 		if rss1 > rss0*1.2+4096 {
 			t.Errorf("%s: RSS grew from %.1f to %.1f MiB under a steady load", name, rss0/1024, rss1/1024)
 		}

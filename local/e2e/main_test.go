@@ -41,7 +41,7 @@ func run(m *testing.M) int {
 // startStack runs a fresh application on free loopback ports for one test.
 func startStack(t *testing.T) *stack.Stack {
 	t.Helper()
-	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t)}
+	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t)}
 	s, err := stack.Start(context.Background(), bin, ports, testWriter{t})
 	if err != nil {
 		t.Fatalf("starting the application: %v", err)

@@ -33,13 +33,15 @@ func TestLocalRunStopsEverything(t *testing.T) {
 		t.Fatalf("building the runner: %v\n%s", err, out)
 	}
 
-	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t)}
+	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t)}
 	bin := filepath.Join(dir, "bin")
 	cmd := exec.CommandContext(ctx, runner,
 		"-bin", bin,
 		"-web-port", strconv.Itoa(ports.Web),
 		"-greeter-port", strconv.Itoa(ports.Greeter),
-		"-health-port", strconv.Itoa(ports.Health))
+		"-health-port", strconv.Itoa(ports.Health),
+		"-greeter-metrics-port", strconv.Itoa(ports.GreeterMetrics),
+		"-web-metrics-port", strconv.Itoa(ports.WebMetrics))
 	cmd.Dir = root
 	out, w := io.Pipe()
 	cmd.Stdout, cmd.Stderr = w, w

@@ -37,6 +37,14 @@ const StopTimeout = 15 * time.Second
 // Ports are the loopback ports the three processes listen on.
 type Ports struct {
 	Greeter, Health, Web int
+	// Prometheus metrics of the greeter and the web frontend.
+	GreeterMetrics, WebMetrics int
+}
+
+// MetricsURL is where one process serves its metrics.
+func (p Ports) MetricsURL(name string) string {
+	port := map[string]int{"greeter": p.GreeterMetrics, "web": p.WebMetrics}[name]
+	return "http://" + loopback(port) + "/metrics"
 }
 
 // URL is the web frontend's address.
@@ -113,13 +121,13 @@ func Start(ctx context.Context, dir string, ports Ports, out io.Writer) (*Stack,
 		Ports: ports,
 		dir:   dir,
 		args: map[string][]string{
-			"greeter": {"--server_address=" + greeter},
+			"greeter": {"--server_address=" + greeter, "--metrics_address=" + loopback(ports.GreeterMetrics)},
 			"health": {
 				"--server_name=" + greeterv1.ServiceName,
 				"--server_address=" + greeter,
 				"--health_address=" + loopback(ports.Health),
 			},
-			"web": {"--server_address=" + loopback(ports.Web)},
+			"web": {"--server_address=" + loopback(ports.Web), "--metrics_address=" + loopback(ports.WebMetrics)},
 		},
 		env: map[string][]string{
 			// No DNS knows "greeter" here: pin it to its loopback address.

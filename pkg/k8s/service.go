@@ -44,6 +44,10 @@ func DefaultAddress() string { return net.JoinHostPort("0.0.0.0", strconv.Itoa(D
 // NewService returns a go-micro gRPC service named name with the Kubernetes
 // defaults described in the package comment; opts are applied after them.
 func NewService(name string, opts ...micro.Option) micro.Service {
+	return newService(name, newMetrics(), opts...)
+}
+
+func newService(name string, m *metrics, opts ...micro.Option) micro.Service {
 	reg := registry.NewMemoryRegistry()
 	brk := broker.NewMemoryBroker()
 	// The command line compares --selector with this value to decide whether
@@ -60,18 +64,16 @@ func NewService(name string, opts ...micro.Option) micro.Service {
 			grpcserver.MaxMsgSize(MaxMessageSize),
 			grpcserver.Options(grpc.StreamInterceptor(refuseUndecodable)),
 		)),
-		micro.Client(grpcclient.NewClient(
-			client.Selector(current),
-			client.Registry(reg),
-			client.Broker(brk),
-			grpcclient.MaxRecvMsgSize(MaxMessageSize),
-			grpcclient.MaxSendMsgSize(MaxMessageSize),
-		)),
+		micro.Client(NewClient(client.Selector(current), client.Registry(reg), client.Broker(brk))),
 		// The broker before the registry: micro.Registry also re-points the
 		// service's broker, which would otherwise be go-micro's global one.
 		micro.Broker(brk),
 		micro.Registry(reg),
 		micro.Cmd(newCmd(&current)),
+		micro.Flags(m.flag()),
+		micro.WrapHandler(m.wrapHandler),
+		micro.BeforeStart(m.start),
+		micro.AfterStop(m.stop),
 	}
 	last := func(o *micro.Options) {
 		current = o.Client.Options().Selector
@@ -81,6 +83,20 @@ func NewService(name string, opts ...micro.Option) micro.Service {
 		}
 	}
 	return micro.NewService(name, append(append(defaults, opts...), last)...)
+}
+
+// NewClient returns a go-micro gRPC client with the defaults of NewService:
+// the static selector, an in-memory registry and broker, and bounded
+// messages. opts are applied after them.
+func NewClient(opts ...client.Option) client.Client {
+	defaults := []client.Option{
+		client.Selector(NewStaticSelector()),
+		client.Registry(registry.NewMemoryRegistry()),
+		client.Broker(broker.NewMemoryBroker()),
+		grpcclient.MaxRecvMsgSize(MaxMessageSize),
+		grpcclient.MaxSendMsgSize(MaxMessageSize),
+	}
+	return grpcclient.NewClient(append(defaults, opts...)...)
 }
 
 // newCmd is go-micro's command line (flags and MICRO_* variables) with the
@@ -102,12 +118,15 @@ func newCmd(current *selector.Selector) cmd.Cmd {
 // and whose Options().Service.Client() calls other services with the defaults
 // of NewService. opts are applied after the defaults.
 func NewWebService(name string, opts ...web.Option) web.Service {
-	var svc web.Service
+	var svc webService
+	m := newMetrics()
 	defaults := []web.Option{
 		web.Name(name),
 		web.Address(DefaultAddress()),
-		web.MicroService(NewService(name)),
+		web.MicroService(newService(name, m)),
 		web.Server(newHTTPServer()),
+		web.BeforeStart(m.start),
+		web.AfterStop(m.stop),
 	}
 	opts = append(defaults, opts...)
 	// go-micro's web service only closes its listener when it stops; shutting
@@ -120,16 +139,28 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 		}
 		return nil
 	}))
-	svc = drainedWebService{web.NewService(opts...)}
+	svc = webService{Service: web.NewService(opts...), metrics: m}
 	return svc
 }
 
-// drainedWebService hides the one error of a clean stop: the server's
-// shutdown has already closed the listener that go-micro closes next.
-type drainedWebService struct{ web.Service }
+// webService counts and times the requests of every handler, and hides the
+// one error of a clean stop: the server's shutdown has already closed the
+// listener that go-micro closes next.
+type webService struct {
+	web.Service
+	metrics *metrics
+}
 
-func (s drainedWebService) Run() error  { return ignoreClosed(s.Service.Run()) }
-func (s drainedWebService) Stop() error { return ignoreClosed(s.Service.Stop()) }
+func (s webService) Handle(pattern string, h http.Handler) {
+	s.Service.Handle(pattern, s.metrics.instrument(h))
+}
+
+func (s webService) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	s.Handle(pattern, http.HandlerFunc(h))
+}
+
+func (s webService) Run() error  { return ignoreClosed(s.Service.Run()) }
+func (s webService) Stop() error { return ignoreClosed(s.Service.Stop()) }
 
 func ignoreClosed(err error) error {
 	if errors.Is(err, net.ErrClosed) {

@@ -272,3 +272,15 @@ func TestWebServiceDrainsInFlightRequests(t *testing.T) {
 		t.Fatal("the stopped service still accepts requests")
 	}
 }
+
+func TestNewClientDefaults(t *testing.T) {
+	c := NewClient()
+	if c.String() != "grpc" || c.Options().Selector.String() != "static" || c.Options().Registry.String() != "memory" {
+		t.Errorf("client %s with selector %s and registry %s, want grpc, static, memory",
+			c.String(), c.Options().Selector.String(), c.Options().Registry.String())
+	}
+	sel := selector.NewSelector()
+	if got := NewClient(client.Selector(sel)).Options().Selector; got != sel {
+		t.Error("the caller's selector lost to the default")
+	}
+}

@@ -38,10 +38,12 @@ func Router(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
-			h.ServeHTTP(w, r)
+			mux.ServeHTTP(w, r) // sets r.Pattern and the path's values
 			return
 		}
-		// Without a pattern the mux would answer 404 or 405: ask it which.
+		// No route: clear what an outer mux matched, for whoever labels
+		// requests by route. The mux would answer 404 or 405: ask it which.
+		r.Pattern = ""
 		probe := &statusRecorder{header: http.Header{}}
 		h.ServeHTTP(probe, r)
 		if probe.status == http.StatusMethodNotAllowed {
