@@ -79,6 +79,17 @@ func TestGRPCRefusesBadNames(t *testing.T) {
 			t.Fatalf("got %v, want InvalidArgument naming UTF-8", err)
 		}
 	})
+	t.Run("no reflection and no debug endpoints but Health", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, m := range []string{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "/greeter.Debug/Stats", "/greeter.Debug/Log"} {
+			var out []byte
+			err := cc.Invoke(ctx, m, []byte{}, &out, grpc.ForceCodec(rawCodec{}))
+			if status.Code(err) != codes.Unimplemented {
+				t.Errorf("%s: %v, want Unimplemented", m, err)
+			}
+		}
+	})
 	t.Run("valid", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -134,6 +145,8 @@ func TestJSONAPI(t *testing.T) {
 		{"wrong method", "POST", "/greeter?name=Alice", 405, "error", "not allowed"},
 		{"wrong method on the page", "DELETE", "/", 405, "error", "not allowed"},
 		{"health", "GET", "/health", 200, "status", "ok"},
+		{"no profiler exposed", "GET", "/debug/pprof/", 404, "error", "no such path"},
+		{"no folder listing", "GET", "/static/", 404, "error", "no such"},
 	}
 	for _, c := range cases {
 		t.Run(c.what, func(t *testing.T) {
