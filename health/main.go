@@ -33,6 +33,10 @@ const (
 )
 
 func main() {
+	if err := k8s.SetupLogging(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	app := &cli.App{
 		Name:  "health",
 		Usage: "answer GET " + probe.Path + " by calling a go-micro service's Debug.Health",
@@ -79,7 +83,7 @@ func newServer(addr string, checker probe.Checker) *http.Server {
 	})
 	return &http.Server{
 		Addr:              addr,
-		Handler:           httpapi.LimitBody(maxBody, httpapi.Router(mux)),
+		Handler:           httpapi.LogRequests(httpapi.LimitBody(maxBody, httpapi.Router(mux))),
 		ReadHeaderTimeout: checker.Timeout,
 		WriteTimeout:      2 * checker.Timeout,
 		MaxHeaderBytes:    8 << 10,

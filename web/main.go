@@ -7,6 +7,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -28,6 +29,10 @@ const (
 )
 
 func main() {
+	if err := k8s.SetupLogging(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	timeout := defaultGreeterTimeout
 	parsed := false // stays false when the flags only asked for --help
 	svc := k8s.NewWebService(serviceName,

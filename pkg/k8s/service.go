@@ -44,10 +44,10 @@ func DefaultAddress() string { return net.JoinHostPort("0.0.0.0", strconv.Itoa(D
 // NewService returns a go-micro gRPC service named name with the Kubernetes
 // defaults described in the package comment; opts are applied after them.
 func NewService(name string, opts ...micro.Option) micro.Service {
-	return newService(name, newMetrics(), opts...)
+	return newService(name, newTelemetry(), opts...)
 }
 
-func newService(name string, m *metrics, opts ...micro.Option) micro.Service {
+func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 	reg := registry.NewMemoryRegistry()
 	brk := broker.NewMemoryBroker()
 	// The command line compares --selector with this value to decide whether
@@ -71,7 +71,7 @@ func newService(name string, m *metrics, opts ...micro.Option) micro.Service {
 		micro.Registry(reg),
 		micro.Cmd(newCmd(&current)),
 		micro.Flags(m.flag()),
-		micro.WrapHandler(m.wrapHandler),
+		micro.WrapHandler(m.observeRPC),
 		micro.BeforeStart(m.start),
 		micro.AfterStop(m.stop),
 	}
@@ -119,7 +119,7 @@ func newCmd(current *selector.Selector) cmd.Cmd {
 // of NewService. opts are applied after the defaults.
 func NewWebService(name string, opts ...web.Option) web.Service {
 	var svc webService
-	m := newMetrics()
+	m := newTelemetry()
 	defaults := []web.Option{
 		web.Name(name),
 		web.Address(DefaultAddress()),
@@ -139,7 +139,7 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 		}
 		return nil
 	}))
-	svc = webService{Service: web.NewService(opts...), metrics: m}
+	svc = webService{Service: web.NewService(opts...), telemetry: m}
 	return svc
 }
 
@@ -148,11 +148,11 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 // listener that go-micro closes next.
 type webService struct {
 	web.Service
-	metrics *metrics
+	telemetry *telemetry
 }
 
 func (s webService) Handle(pattern string, h http.Handler) {
-	s.Service.Handle(pattern, s.metrics.instrument(h))
+	s.Service.Handle(pattern, s.telemetry.observeHTTP(h))
 }
 
 func (s webService) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {

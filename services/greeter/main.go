@@ -5,6 +5,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -14,6 +15,10 @@ import (
 )
 
 func main() {
+	if err := k8s.SetupLogging(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	svc := k8s.NewService(greeterv1.ServiceName)
 	svc.Init()
 

@@ -203,10 +203,10 @@ func describe(err error) (int, string) {
 		return http.StatusBadRequest, merr.Detail
 	case merr.Code == http.StatusServiceUnavailable || merr.Id == "go.micro.client":
 		// Refused, reset or unresolvable: nothing answered.
-		slog.Warn("greeter unreachable", "err", merr.Detail)
+		slog.Info("greeter unreachable", "err", merr.Detail)
 		return http.StatusServiceUnavailable, "the greeter is unavailable, try again shortly"
 	default:
-		slog.Error("greeter failed", "err", ge.err)
+		slog.Info("greeter failed", "err", ge.err)
 		return http.StatusBadGateway, "the greeter failed to answer"
 	}
 }

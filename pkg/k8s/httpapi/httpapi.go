@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 )
 
 // Error is the body of every error response.
@@ -78,3 +79,37 @@ type statusRecorder struct {
 func (s *statusRecorder) Header() http.Header         { return s.header }
 func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (s *statusRecorder) WriteHeader(status int)      { s.status = status }
+
+// LogRequests logs one line per request, at info: method, route (the
+// pattern it matched), path, status and duration.
+func LogRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &StatusWriter{ResponseWriter: w, Status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		slog.LogAttrs(r.Context(), slog.LevelInfo, "http request",
+			slog.String("method", r.Method), slog.String("route", Route(r)), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.Status), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+	})
+}
+
+// Route is the pattern a request matched, or "unmatched".
+func Route(r *http.Request) string {
+	if r.Pattern == "" {
+		return "unmatched"
+	}
+	return r.Pattern
+}
+
+// StatusWriter remembers the status a handler writes.
+type StatusWriter struct {
+	http.ResponseWriter
+	Status int
+}
+
+func (s *StatusWriter) WriteHeader(status int) {
+	s.Status = status
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

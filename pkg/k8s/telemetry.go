@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -16,6 +17,8 @@ import (
 	merrors "go-micro.dev/v6/errors"
 	"go-micro.dev/v6/server"
 	"google.golang.org/grpc/codes"
+
+	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 )
 
 const (
@@ -29,8 +32,9 @@ const (
 	FlagMetricsAddress = "metrics_address"
 )
 
-// metrics are one service's Prometheus metrics, in a registry of its own.
-type metrics struct {
+// telemetry is what a service tells about each request: Prometheus metrics,
+// in a registry of its own, and one log line.
+type telemetry struct {
 	// addr is set when the flags are parsed (to the flag's default if not
 	// given): a service that never parses them, as in a test, serves none.
 	addr         string
@@ -42,8 +46,8 @@ type metrics struct {
 	server       *http.Server
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
+func newTelemetry() *telemetry {
+	m := &telemetry{
 		registry: prometheus.NewRegistry(),
 		rpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rpc_server_requests_total", Help: "RPCs handled, by method and gRPC code.",
@@ -69,7 +73,7 @@ func newMetrics() *metrics {
 }
 
 // flag is --metrics_address, which writes the address into m.
-func (m *metrics) flag() cli.Flag {
+func (m *telemetry) flag() cli.Flag {
 	return &cli.StringFlag{
 		Name:        FlagMetricsAddress,
 		EnvVars:     []string{"MICRO_METRICS_ADDRESS"},
@@ -80,7 +84,7 @@ func (m *metrics) flag() cli.Flag {
 }
 
 // start serves the metrics, unless turned off.
-func (m *metrics) start() error {
+func (m *telemetry) start() error {
 	if m.addr == "" {
 		return nil
 	}
@@ -95,7 +99,7 @@ func (m *metrics) start() error {
 	return nil
 }
 
-func (m *metrics) stop() error {
+func (m *telemetry) stop() error {
 	if m.server == nil {
 		return nil
 	}
@@ -104,13 +108,20 @@ func (m *metrics) stop() error {
 	return m.server.Shutdown(ctx)
 }
 
-// wrapHandler counts and times every RPC the server handles.
-func (m *metrics) wrapHandler(next server.HandlerFunc) server.HandlerFunc {
+// observeRPC counts, times and logs every RPC the server handles.
+func (m *telemetry) observeRPC(next server.HandlerFunc) server.HandlerFunc {
 	return func(ctx context.Context, req server.Request, rsp any) error {
 		start := time.Now()
 		err := next(ctx, req, rsp)
-		m.rpcDuration.WithLabelValues(req.Endpoint()).Observe(time.Since(start).Seconds())
-		m.rpcRequests.WithLabelValues(req.Endpoint(), grpcCode(err).String()).Inc()
+		took := time.Since(start)
+		code := grpcCode(err).String()
+		m.rpcDuration.WithLabelValues(req.Endpoint()).Observe(took.Seconds())
+		m.rpcRequests.WithLabelValues(req.Endpoint(), code).Inc()
+		attrs := []slog.Attr{slog.String("rpc", req.Endpoint()), slog.String("code", code), slog.Float64("duration_ms", ms(took))}
+		if err != nil {
+			attrs = append(attrs, slog.String("error", merrors.FromError(err).Detail))
+		}
+		slog.LogAttrs(ctx, slog.LevelInfo, "rpc", attrs...)
 		return err
 	}
 }
@@ -139,31 +150,18 @@ func grpcCode(err error) codes.Code {
 	return codes.Unknown
 }
 
-// instrument counts and times every HTTP request. The route is the pattern
-// the request matched, so paths from the outside never become labels.
-func (m *metrics) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// observeHTTP counts, times and logs every HTTP request. The route is the
+// pattern the request matched, so paths from the outside never become labels.
+func (m *telemetry) observeHTTP(next http.Handler) http.Handler {
+	return httpapi.LogRequests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		rec := &httpapi.StatusWriter{ResponseWriter: w, Status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
-		}
+		route := httpapi.Route(r)
 		m.httpDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-		m.httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
-	})
+		m.httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(rec.Status)).Inc()
+	}))
 }
 
-// statusWriter remembers the status a handler writes.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(status int) {
-	s.status = status
-	s.ResponseWriter.WriteHeader(status)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+// ms is a duration in milliseconds, for log lines.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -29,7 +29,7 @@ func scrape(t *testing.T, addr string) string {
 }
 
 func TestRPCMetrics(t *testing.T) {
-	m := newMetrics()
+	m := newTelemetry()
 	m.addr = "127.0.0.1:0"
 	svc := newService("greeter", m, micro.Address("127.0.0.1:0"))
 	if err := svc.Start(); err != nil {
@@ -58,7 +58,7 @@ func TestRPCMetrics(t *testing.T) {
 
 func TestHTTPMetrics(t *testing.T) {
 	svc := NewWebService("web", web.Address("127.0.0.1:0"))
-	m := svc.(webService).metrics
+	m := svc.(webService).telemetry
 	m.addr = "127.0.0.1:0"
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
