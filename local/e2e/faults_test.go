@@ -58,7 +58,7 @@ func TestSidecarWithTheGreeterUp(t *testing.T) {
 
 func TestGreeterFrozen(t *testing.T) {
 	s := startStack(t)
-	if err := s.Signal("greeter", syscall.SIGSTOP); err != nil {
+	if err := s.Freeze("greeter"); err != nil {
 		t.Fatal(err)
 	}
 

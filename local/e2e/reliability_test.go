@@ -103,7 +103,7 @@ func TestWebShutdownFinishesInFlightRequests(t *testing.T) {
 	s := startStack(t)
 	// Freeze the greeter so that requests are in flight, slow, inside the web
 	// frontend when it gets SIGTERM; thaw it while the frontend drains.
-	if err := s.Signal("greeter", syscall.SIGSTOP); err != nil {
+	if err := s.Freeze("greeter"); err != nil {
 		t.Fatal(err)
 	}
 	const inFlight = 8

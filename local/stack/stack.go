@@ -229,6 +229,20 @@ func (s *Stack) Signal(name string, sig os.Signal) error {
 	return cmd.Process.Signal(sig)
 }
 
+// Freeze stops one process with SIGSTOP and returns once it is stopped, as
+// a hung process would be: its connections stay open, nothing answers.
+func (s *Stack) Freeze(name string) error {
+	if err := s.Signal(name, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if stopped(s.Pid(name)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s did not stop after SIGSTOP", name)
+}
+
 // Pid is the process id of one process.
 func (s *Stack) Pid(name string) int {
 	s.mu.Lock()
