@@ -47,6 +47,9 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		{"a liveness probe on the service's own port", checkProbes, func(o *Objects, _ *Code) {
 			container(o, "greeter", "greeter").LivenessProbe.HTTPGet.Port = intstr.FromString("grpc")
 		}},
+		{"a gRPC readiness probe on the sidecar's port", checkProbes, func(o *Objects, _ *Code) {
+			container(o, "greeter", "greeter").ReadinessProbe.GRPC.Port = 8081
+		}},
 		{"a readiness probe on a path the web does not serve", checkProbes, func(o *Objects, _ *Code) {
 			container(o, "web", "web").ReadinessProbe.HTTPGet.Path = "/ready"
 		}},

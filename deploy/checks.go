@@ -188,6 +188,9 @@ func checkProbes(o Objects, c Code) error {
 			want := c.SidecarPath // the service's liveness is the sidecar's check
 			if ctr.Name == sidecar.Name {
 				want = c.SidecarLivePath
+			} else if p := ctr.ReadinessProbe; p != nil && p.GRPC != nil && !slices.Contains(c.ListenPorts[ctr.Image], int(p.GRPC.Port)) {
+				errs = append(errs, fmt.Errorf("%s/%s: gRPC readiness probe on port %d, where %s does not serve",
+					d.Name, ctr.Name, p.GRPC.Port, ctr.Name))
 			}
 			probe := ctr.LivenessProbe
 			if probe == nil || probe.HTTPGet == nil {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/micro/kubernetes/pkg/k8s"
@@ -88,6 +89,14 @@ func TestGRPCRefusesBadNames(t *testing.T) {
 			if status.Code(err) != codes.Unimplemented {
 				t.Errorf("%s: %v, want Unimplemented", m, err)
 			}
+		}
+	})
+	t.Run("standard gRPC health", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rsp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil || rsp.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("grpc.health.v1.Health/Check: %v, %v; want SERVING", rsp, err)
 		}
 	})
 	t.Run("valid", func(t *testing.T) {

@@ -75,12 +75,17 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 		micro.BeforeStart(m.start),
 		micro.AfterStop(m.stop),
 	}
+	health, stopping := newGRPCHealth(name)
 	last := func(o *micro.Options) {
 		current = o.Client.Options().Selector
 		// Registered on whichever server the caller's options left in place.
-		if err := o.Server.Handle(o.Server.NewHandler(newDebugHandler())); err != nil {
-			slog.Error("registering Debug.Health", "service", name, "err", err)
+		for _, h := range []any{newDebugHandler(), health} {
+			if err := o.Server.Handle(o.Server.NewHandler(h)); err != nil {
+				slog.Error("registering a health handler", "service", name, "err", err)
+			}
 		}
+		// First thing when stopping: tell the probes, before draining.
+		o.BeforeStop = append([]func() error{stopping}, o.BeforeStop...)
 	}
 	return micro.NewService(name, append(append(defaults, opts...), last)...)
 }

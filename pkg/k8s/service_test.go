@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
 
@@ -282,5 +283,41 @@ func TestNewClientDefaults(t *testing.T) {
 	sel := selector.NewSelector()
 	if got := NewClient(client.Selector(sel)).Options().Selector; got != sel {
 		t.Error("the caller's selector lost to the default")
+	}
+}
+
+func TestStandardGRPCHealth(t *testing.T) {
+	svc := NewService("greeter", micro.Address("127.0.0.1:0"))
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	cc, err := grpc.NewClient(svc.Server().Options().Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	health := healthpb.NewHealthClient(cc)
+	check := func(service string) (healthpb.HealthCheckResponse_ServingStatus, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rsp, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		return rsp.GetStatus(), err
+	}
+
+	for _, service := range []string{"", "greeter"} {
+		if got, err := check(service); err != nil || got != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("Check(%q) = %v, %v; want SERVING", service, got, err)
+		}
+	}
+	if _, err := check("other"); status.Code(err) != codes.NotFound {
+		t.Errorf("Check(other) = %v, want NotFound", err)
+	}
+	// Stopping starts with the BeforeStop hooks: the first one flips it.
+	if err := svc.Options().BeforeStop[0](); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := check(""); err != nil || got != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("stopping: Check = %v, %v; want NOT_SERVING", got, err)
 	}
 }
