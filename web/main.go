@@ -7,6 +7,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -33,6 +35,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if err := run(); err != nil {
+		slog.Error("web frontend stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	flushTraces, err := k8s.SetupTracing(context.Background(), serviceName)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
+
 	timeout := defaultGreeterTimeout
 	parsed := false // stays false when the flags only asked for --help
 	svc := k8s.NewWebService(serviceName,
@@ -48,14 +63,13 @@ func main() {
 		}),
 	)
 	if err := svc.Init(); err != nil {
-		fail("initialising", err)
+		return fmt.Errorf("initialising: %w", err)
 	}
-	if !parsed {
-		return
-	}
-	if timeout <= 0 {
-		slog.Error("--" + flagGreeterTimeout + " (MICRO_GREETER_TIMEOUT) must be positive")
-		os.Exit(2)
+	switch {
+	case !parsed:
+		return nil
+	case timeout <= 0:
+		return errors.New("--" + flagGreeterTimeout + " (MICRO_GREETER_TIMEOUT) must be positive")
 	}
 
 	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, svc.Options().Service.Client())
@@ -63,12 +77,5 @@ func main() {
 
 	// Run serves until SIGTERM or SIGINT, then stops taking requests and
 	// drains the ones in flight (at most k8s.ShutdownTimeout).
-	if err := svc.Run(); err != nil {
-		fail("serving", err)
-	}
-}
-
-func fail(doing string, err error) {
-	slog.Error("web frontend failed", "while", doing, "err", err)
-	os.Exit(1)
+	return svc.Run()
 }

@@ -91,8 +91,9 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 }
 
 // NewClient returns a go-micro gRPC client with the defaults of NewService:
-// the static selector, an in-memory registry and broker, and bounded
-// messages. opts are applied after them.
+// the static selector, an in-memory registry and broker, bounded messages,
+// and trace context sent along (see SetupTracing). opts are applied after
+// them.
 func NewClient(opts ...client.Option) client.Client {
 	defaults := []client.Option{
 		client.Selector(NewStaticSelector()),
@@ -100,6 +101,7 @@ func NewClient(opts ...client.Option) client.Client {
 		client.Broker(broker.NewMemoryBroker()),
 		grpcclient.MaxRecvMsgSize(MaxMessageSize),
 		grpcclient.MaxSendMsgSize(MaxMessageSize),
+		client.WrapCall(traceCall),
 	}
 	return grpcclient.NewClient(append(defaults, opts...)...)
 }

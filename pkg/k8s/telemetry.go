@@ -16,6 +16,11 @@ import (
 	"github.com/urfave/cli/v2"
 	merrors "go-micro.dev/v6/errors"
 	"go-micro.dev/v6/server"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 
 	"github.com/micro/kubernetes/pkg/k8s/httpapi"
@@ -108,10 +113,12 @@ func (m *telemetry) stop() error {
 	return m.server.Shutdown(ctx)
 }
 
-// observeRPC counts, times and logs every RPC the server handles.
+// observeRPC traces, counts, times and logs every RPC the server handles.
 func (m *telemetry) observeRPC(next server.HandlerFunc) server.HandlerFunc {
 	return func(ctx context.Context, req server.Request, rsp any) error {
 		start := time.Now()
+		ctx, span := startServerSpan(ctx, req.Endpoint())
+		defer span.End()
 		err := next(ctx, req, rsp)
 		took := time.Since(start)
 		code := grpcCode(err).String()
@@ -119,7 +126,12 @@ func (m *telemetry) observeRPC(next server.HandlerFunc) server.HandlerFunc {
 		m.rpcRequests.WithLabelValues(req.Endpoint(), code).Inc()
 		attrs := []slog.Attr{slog.String("rpc", req.Endpoint()), slog.String("code", code), slog.Float64("duration_ms", ms(took))}
 		if err != nil {
-			attrs = append(attrs, slog.String("error", merrors.FromError(err).Detail))
+			detail := merrors.FromError(err).Detail
+			span.SetStatus(otelcodes.Error, detail)
+			attrs = append(attrs, slog.String("error", detail))
+		}
+		if id := traceID(ctx); id != "" {
+			attrs = append(attrs, slog.String("trace_id", id))
 		}
 		slog.LogAttrs(ctx, slog.LevelInfo, "rpc", attrs...)
 		return err
@@ -150,17 +162,33 @@ func grpcCode(err error) codes.Code {
 	return codes.Unknown
 }
 
-// observeHTTP counts, times and logs every HTTP request. The route is the
-// pattern the request matched, so paths from the outside never become labels.
+// observeHTTP traces, counts, times and logs every HTTP request. The route
+// is the pattern the request matched, so paths from the outside never
+// become labels or span names.
 func (m *telemetry) observeHTTP(next http.Handler) http.Handler {
-	return httpapi.LogRequests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := otel.Tracer(tracerName).Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		r = r.WithContext(ctx)
 		rec := &httpapi.StatusWriter{ResponseWriter: w, Status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		route := httpapi.Route(r)
-		m.httpDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		took, route := time.Since(start), httpapi.Route(r)
+
+		span.SetName(route)
+		span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", rec.Status))
+		if rec.Status >= http.StatusInternalServerError {
+			span.SetStatus(otelcodes.Error, http.StatusText(rec.Status))
+		}
+		m.httpDuration.WithLabelValues(route).Observe(took.Seconds())
 		m.httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(rec.Status)).Inc()
-	}))
+		var attrs []slog.Attr
+		if id := traceID(ctx); id != "" {
+			attrs = append(attrs, slog.String("trace_id", id))
+		}
+		httpapi.LogRequest(r, rec.Status, took, attrs...)
+	})
 }
 
 // ms is a duration in milliseconds, for log lines.

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,18 +20,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if err := run(); err != nil {
+		slog.Error("greeter stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	flushTraces, err := k8s.SetupTracing(context.Background(), greeterv1.ServiceName)
+	if err != nil {
+		return err
+	}
+	defer flushTraces()
+
 	svc := k8s.NewService(greeterv1.ServiceName)
 	svc.Init()
 
 	if err := greeterv1.RegisterGreeterHandler(svc.Server(), handler.Greeter{}); err != nil {
-		slog.Error("registering the Greeter handler", "err", err)
-		os.Exit(1)
+		return fmt.Errorf("registering the Greeter handler: %w", err)
 	}
 
 	// Run serves until SIGTERM or SIGINT, then stops taking requests and
 	// drains the ones in flight (at most k8s.ShutdownTimeout).
-	if err := svc.Run(); err != nil {
-		slog.Error("greeter stopped", "err", err)
-		os.Exit(1)
-	}
+	return svc.Run()
 }

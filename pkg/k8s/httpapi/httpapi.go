@@ -80,17 +80,24 @@ func (s *statusRecorder) Header() http.Header         { return s.header }
 func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (s *statusRecorder) WriteHeader(status int)      { s.status = status }
 
-// LogRequests logs one line per request, at info: method, route (the
-// pattern it matched), path, status and duration.
+// LogRequests logs one line per request (see LogRequest).
 func LogRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &StatusWriter{ResponseWriter: w, Status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		slog.LogAttrs(r.Context(), slog.LevelInfo, "http request",
-			slog.String("method", r.Method), slog.String("route", Route(r)), slog.String("path", r.URL.Path),
-			slog.Int("status", rec.Status), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+		LogRequest(r, rec.Status, time.Since(start))
 	})
+}
+
+// LogRequest logs a finished request at info: method, route (the pattern it
+// matched), path, status, duration and any attrs.
+func LogRequest(r *http.Request, status int, took time.Duration, attrs ...slog.Attr) {
+	attrs = append([]slog.Attr{
+		slog.String("method", r.Method), slog.String("route", Route(r)), slog.String("path", r.URL.Path),
+		slog.Int("status", status), slog.Float64("duration_ms", float64(took.Microseconds())/1000),
+	}, attrs...)
+	slog.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
 }
 
 // Route is the pattern a request matched, or "unmatched".
