@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/micro/kubernetes/local/stack"
@@ -39,7 +40,13 @@ func run(ctx context.Context, bin string, ports stack.Ports) error {
 	if err := stack.Build(ctx, bin); err != nil {
 		return err
 	}
-	s, err := stack.Start(ctx, bin, ports, os.Stdout)
+	root, err := stack.Root(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := stack.Start(ctx, stack.Options{
+		Bin: bin, Ports: ports, ConfigFile: filepath.Join(root, stack.ConfigFile), Out: os.Stdout,
+	})
 	if err != nil {
 		return err
 	}

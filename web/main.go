@@ -49,6 +49,7 @@ func run() error {
 	defer flushTraces()
 
 	timeout := defaultGreeterTimeout
+	var configFile string
 	parsed := false // stays false when the flags only asked for --help
 	svc := k8s.NewWebService(serviceName,
 		web.Flags(&cli.DurationFlag{
@@ -56,7 +57,7 @@ func run() error {
 			EnvVars: []string{"MICRO_GREETER_TIMEOUT"},
 			Value:   defaultGreeterTimeout,
 			Usage:   "The longest the frontend waits for the greeter before answering 504",
-		}),
+		}, k8s.ConfigFileFlag(&configFile)),
 		web.Action(func(c *cli.Context) {
 			parsed = true
 			timeout = c.Duration(flagGreeterTimeout)
@@ -72,8 +73,14 @@ func run() error {
 		return errors.New("--" + flagGreeterTimeout + " (MICRO_GREETER_TIMEOUT) must be positive")
 	}
 
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	config, err := k8s.LoadConfig(ctx, configFile, frontend.ParseConfig)
+	if err != nil {
+		return err
+	}
 	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, svc.Options().Service.Client())
-	svc.Handle("/", frontend.New(greeter, timeout))
+	svc.Handle("/", frontend.New(greeter, timeout, config.Get))
 
 	// Run serves until SIGTERM or SIGINT, then stops taking requests and
 	// drains the ones in flight (at most k8s.ShutdownTimeout).

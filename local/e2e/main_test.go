@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -38,11 +39,21 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// startStack runs a fresh application on free loopback ports for one test.
+// startStack runs a fresh application on free loopback ports for one test,
+// with the repository's configuration.
 func startStack(t *testing.T) *stack.Stack {
 	t.Helper()
+	root, err := stack.Root(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startStackWith(t, filepath.Join(root, stack.ConfigFile))
+}
+
+func startStackWith(t *testing.T, configFile string) *stack.Stack {
+	t.Helper()
 	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t)}
-	s, err := stack.Start(context.Background(), bin, ports, testWriter{t})
+	s, err := stack.Start(context.Background(), stack.Options{Bin: bin, Ports: ports, ConfigFile: configFile, Out: testWriter{t}})
 	if err != nil {
 		t.Fatalf("starting the application: %v", err)
 	}

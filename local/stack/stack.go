@@ -112,28 +112,39 @@ type Stack struct {
 	exited chan string
 }
 
-// Start runs the binaries of dir on ports, writing their output, a line at a
-// time with the process's name in front, to out. It returns once the web
-// frontend and the sidecar answer their health checks.
-func Start(ctx context.Context, dir string, ports Ports, out io.Writer) (*Stack, error) {
-	greeter := ports.GreeterAddress()
+// ConfigFile is the configuration the cluster mounts from a ConfigMap,
+// relative to the repository's root.
+const ConfigFile = "deploy/base/config.json"
+
+// Options say what to run and where.
+type Options struct {
+	Bin        string    // the folder of the binaries (see Build)
+	Ports      Ports     // where each listens
+	ConfigFile string    // the greeter's and the web's configuration
+	Out        io.Writer // their output, a line at a time behind their name
+}
+
+// Start runs the binaries and returns once the web frontend and the sidecar
+// answer their health checks.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	ports, greeter := o.Ports, o.Ports.GreeterAddress()
 	s := &Stack{
 		Ports: ports,
-		dir:   dir,
+		dir:   o.Bin,
 		args: map[string][]string{
-			"greeter": {"--server_address=" + greeter, "--metrics_address=" + loopback(ports.GreeterMetrics)},
+			"greeter": {"--server_address=" + greeter, "--metrics_address=" + loopback(ports.GreeterMetrics), "--config_file=" + o.ConfigFile},
 			"health": {
 				"--server_name=" + greeterv1.ServiceName,
 				"--server_address=" + greeter,
 				"--health_address=" + loopback(ports.Health),
 			},
-			"web": {"--server_address=" + loopback(ports.Web), "--metrics_address=" + loopback(ports.WebMetrics)},
+			"web": {"--server_address=" + loopback(ports.Web), "--metrics_address=" + loopback(ports.WebMetrics), "--config_file=" + o.ConfigFile},
 		},
 		env: map[string][]string{
 			// No DNS knows "greeter" here: pin it to its loopback address.
 			"web": {"STATIC_SELECTOR_ADDRESSES=" + greeterv1.ServiceName + "=" + greeter},
 		},
-		out:    out,
+		out:    o.Out,
 		procs:  map[string]*exec.Cmd{},
 		done:   map[string]chan struct{}{},
 		exited: make(chan string, 64),

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 
+	"go-micro.dev/v6"
+
 	"github.com/micro/kubernetes/pkg/k8s"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
 	"github.com/micro/kubernetes/services/greeter/handler"
@@ -33,10 +35,17 @@ func run() error {
 	}
 	defer flushTraces()
 
-	svc := k8s.NewService(greeterv1.ServiceName)
+	var configFile string
+	svc := k8s.NewService(greeterv1.ServiceName, micro.Flags(k8s.ConfigFileFlag(&configFile)))
 	svc.Init()
 
-	if err := greeterv1.RegisterGreeterHandler(svc.Server(), handler.Greeter{}); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	config, err := k8s.LoadConfig(ctx, configFile, handler.ParseConfig)
+	if err != nil {
+		return err
+	}
+	if err := greeterv1.RegisterGreeterHandler(svc.Server(), handler.Greeter{Config: config.Get}); err != nil {
 		return fmt.Errorf("registering the Greeter handler: %w", err)
 	}
 

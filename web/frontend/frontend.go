@@ -5,6 +5,7 @@ package frontend
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -28,8 +29,9 @@ var indexHTML string
 var static embed.FS
 
 const (
-	// Title is the page's title.
-	Title = "Micro on Kubernetes"
+	// DefaultTitle is the page's title when the configuration sets none.
+	DefaultTitle   = "Micro on Kubernetes"
+	maxTitleLength = 100
 	// HealthPath answers 200 while the frontend serves: its probes' path.
 	HealthPath = "/health"
 	// maxBody bounds a request body: no route takes one.
@@ -45,20 +47,49 @@ var securityHeaders = map[string]string{
 	"Referrer-Policy":         "no-referrer",
 }
 
+// Config is the web frontend's part of the configuration file.
+type Config struct {
+	// Title is the page's title.
+	Title string `json:"title"`
+}
+
+// ParseConfig reads the web frontend's part of a JSON configuration.
+func ParseConfig(data []byte) (Config, error) {
+	var root struct {
+		Web Config `json:"web"`
+	}
+	if err := json.Unmarshal(data, &root); err != nil {
+		return Config{}, fmt.Errorf("not JSON: %w", err)
+	}
+	c := root.Web
+	switch {
+	case c.Title == "":
+		c.Title = DefaultTitle
+	case !utf8.ValidString(c.Title) || utf8.RuneCountInString(c.Title) > maxTitleLength:
+		return Config{}, fmt.Errorf("web.title must be valid UTF-8 of at most %d characters", maxTitleLength)
+	}
+	return c, nil
+}
+
 // Frontend serves the page and the API, greeting through the greeter.
 type Frontend struct {
 	greeter greeterv1.GreeterService
 	timeout time.Duration
+	config  func() Config
 	page    *template.Template
 	mux     *http.ServeMux
 }
 
 // New returns the frontend's handler. Every call to the greeter is bounded
-// by timeout.
-func New(greeter greeterv1.GreeterService, timeout time.Duration) http.Handler {
+// by timeout; config is the current configuration (nil: the defaults).
+func New(greeter greeterv1.GreeterService, timeout time.Duration, config func() Config) http.Handler {
+	if config == nil {
+		config = func() Config { return Config{Title: DefaultTitle} }
+	}
 	f := &Frontend{
 		greeter: greeter,
 		timeout: timeout,
+		config:  config,
 		page:    template.Must(template.New("index").Parse(indexHTML)),
 		mux:     http.NewServeMux(),
 	}
@@ -104,7 +135,7 @@ type pageData struct {
 // index is the HTML page. Its form submits GET /?name=X, so it greets with
 // or without JavaScript.
 func (f *Frontend) index(w http.ResponseWriter, r *http.Request) {
-	data := pageData{Title: Title}
+	data := pageData{Title: f.config().Title}
 	status := http.StatusOK
 	if r.URL.RawQuery != "" {
 		name, err := nameFrom(r)

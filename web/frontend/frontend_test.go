@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,7 +45,7 @@ func frontendTo(t *testing.T, addr string, timeout time.Duration) *httptest.Serv
 	t.Helper()
 	t.Setenv(k8s.EnvAddresses, greeterv1.ServiceName+"="+addr)
 	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewService("web").Client())
-	srv := httptest.NewServer(New(greeter, timeout))
+	srv := httptest.NewServer(New(greeter, timeout, nil))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -111,5 +112,28 @@ func TestGreeterFailuresMapToStatuses(t *testing.T) {
 				t.Fatalf("got %d %q, want %d containing %q", status, text, c.status, c.text)
 			}
 		})
+	}
+}
+
+func TestConfiguredTitle(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"web": {"title": "Greetings & <co>"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(nil, time.Second, func() Config { return c }))
+	defer srv.Close()
+	rsp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsp.Body.Close()
+	body, _ := io.ReadAll(rsp.Body)
+	if !strings.Contains(string(body), "<title>Greetings &amp; &lt;co&gt;</title>") {
+		t.Fatalf("the page does not show the configured title, escaped:\n%s", body)
+	}
+	for _, bad := range []string{`{"web": {"title": 7}}`, `{"web": {"title": "` + strings.Repeat("x", 101) + `"}}`, `[`} {
+		if _, err := ParseConfig([]byte(bad)); err == nil {
+			t.Errorf("ParseConfig(%.30s) accepted it", bad)
+		}
 	}
 }

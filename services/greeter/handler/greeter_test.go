@@ -39,3 +39,29 @@ func TestHelloRefusesBadNames(t *testing.T) {
 		})
 	}
 }
+
+func TestConfiguredGreeting(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"greeter": {"greeting": "Bonjour {name} !"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsp := new(greeterv1.HelloResponse)
+	if err := (Greeter{Config: func() Config { return c }}).Hello(context.Background(), &greeterv1.HelloRequest{Name: "Ada"}, rsp); err != nil {
+		t.Fatal(err)
+	}
+	if rsp.Message != "Bonjour Ada !" {
+		t.Fatalf("Hello = %q", rsp.Message)
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	if c, err := ParseConfig([]byte(`{}`)); err != nil || c.Greeting != DefaultGreeting {
+		t.Errorf("no greeting: %+v, %v; want the default", c, err)
+	}
+	for _, bad := range []string{`{"greeter": {"greeting": "Hello"}}`, `{"greeter": {"greeting": "{name} {name}"}}`,
+		`{"greeter": {"greeting": 3}}`, `{"greeter": `, `{"greeter": {"greeting": "` + strings.Repeat("x", 201) + `{name}"}}`} {
+		if _, err := ParseConfig([]byte(bad)); err == nil {
+			t.Errorf("ParseConfig(%.40s) accepted it", bad)
+		}
+	}
+}
