@@ -103,6 +103,12 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		{"a metrics port the binary does not serve", checkPorts, func(o *Objects, _ *Code) {
 			container(o, "web", "web").Ports[1].ContainerPort = 9100
 		}},
+		{"a config file outside the mount", checkConfig, func(o *Objects, _ *Code) {
+			container(o, "web", "web").Env[0].Value = "/etc/config.json"
+		}},
+		{"a configuration the greeter refuses", checkConfig, func(o *Objects, _ *Code) {
+			o.ConfigMaps[0].Data = map[string]string{"config.json": `{"greeter": {"greeting": "Hi"}}`}
+		}},
 		{"a policy that selects nothing", checkNetworkPolicies, func(o *Objects, _ *Code) {
 			o.NetworkPolicies[0].Spec.PodSelector.MatchLabels = map[string]string{"app.kubernetes.io/name": "nothing"}
 		}},
@@ -138,7 +144,15 @@ func TestConduitCheckCatchesOtherChanges(t *testing.T) {
 	s := loadSkaffold(t)
 	base := render(t, s, nil)
 	meshed := clone(render(t, s, []string{"conduit"}))
-	meshed.YAML[len(meshed.YAML)-1] = bytes.Replace(meshed.YAML[len(meshed.YAML)-1], []byte("replicas: 1"), []byte("replicas: 3"), 1)
+	changed := false
+	for i, doc := range meshed.YAML {
+		if !changed && bytes.Contains(doc, []byte("replicas: 1")) {
+			meshed.YAML[i], changed = bytes.Replace(doc, []byte("replicas: 1"), []byte("replicas: 3"), 1), true
+		}
+	}
+	if !changed {
+		t.Fatal("no Deployment with replicas: 1 to change")
+	}
 	if _, err := OnlyPodAnnotationsDiffer(base, meshed); err == nil {
 		t.Fatal("a component that also changes replicas passed")
 	}
@@ -148,7 +162,7 @@ func TestUnknownFieldsAndKindsAreRejected(t *testing.T) {
 	cases := map[string]string{
 		"a misspelt field":        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  replica: 1\n",
 		"a field of another kind": "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  containers: []\n",
-		"a kind no check knows":   "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+		"a kind no check knows":   "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n",
 	}
 	for what, doc := range cases {
 		var o Objects
@@ -197,6 +211,9 @@ func clone(o Objects) Objects {
 	}
 	for _, np := range o.NetworkPolicies {
 		c.NetworkPolicies = append(c.NetworkPolicies, *np.DeepCopy())
+	}
+	for _, cm := range o.ConfigMaps {
+		c.ConfigMaps = append(c.ConfigMaps, *cm.DeepCopy())
 	}
 	c.YAML = slices.Clone(o.YAML)
 	return c

@@ -42,6 +42,9 @@ type Code struct {
 	ShutdownTimeout time.Duration
 	// Images are the images skaffold builds.
 	Images []string
+	// ConfigParsers parse the configuration file, for each image that
+	// reads one (from MICRO_CONFIG_FILE).
+	ConfigParsers map[string]func([]byte) error
 }
 
 // Check is one consistency check.
@@ -63,6 +66,7 @@ var Checks = []Check{
 	{"every object has the recommended labels", checkLabels},
 	{"network policies select pods and name their ports", checkNetworkPolicies},
 	{"pods are annotated for Prometheus where metrics are served", checkScrapeAnnotations},
+	{"each config file read is mounted from a ConfigMap the code accepts", checkConfig},
 }
 
 func checkSelectors(o Objects, _ Code) error {
@@ -373,9 +377,9 @@ func checkLabels(o Objects, _ Code) error {
 		if err := yaml.Unmarshal(doc, &obj); err != nil {
 			return err
 		}
-		// A NetworkPolicy belongs to the application, not to one part of it.
+		// These belong to the application, not to one part of it.
 		want := recommendedLabels
-		if obj.Kind == "NetworkPolicy" {
+		if obj.Kind == "NetworkPolicy" || obj.Kind == "ConfigMap" {
 			want = want[1:]
 		}
 		for _, l := range want {
@@ -476,4 +480,66 @@ func checkNetworkPolicies(o Objects, _ Code) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func checkConfig(o Objects, c Code) error {
+	var errs []error
+	maps := map[string]corev1.ConfigMap{}
+	for _, cm := range o.ConfigMaps {
+		maps[cm.Name] = cm
+	}
+	for _, d := range o.Deployments {
+		pod := d.Spec.Template.Spec
+		for _, ctr := range pod.Containers {
+			parse, reads := c.ConfigParsers[ctr.Image]
+			var file string
+			for _, e := range ctr.Env {
+				if e.Name == "MICRO_CONFIG_FILE" {
+					file = e.Value
+				}
+			}
+			where := d.Name + "/" + ctr.Name
+			if !reads || file == "" {
+				if reads {
+					errs = append(errs, fmt.Errorf("%s: MICRO_CONFIG_FILE is not set: the service runs on its defaults", where))
+				}
+				continue
+			}
+			data, err := mountedFile(pod, ctr, maps, file)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+				continue
+			}
+			if err := parse(data); err != nil {
+				errs = append(errs, fmt.Errorf("%s: the service would refuse %s: %w", where, file, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountedFile is the content of file in the container, from the ConfigMap
+// mounted where it lies.
+func mountedFile(pod corev1.PodSpec, ctr corev1.Container, maps map[string]corev1.ConfigMap, file string) ([]byte, error) {
+	for _, m := range ctr.VolumeMounts {
+		key, ok := strings.CutPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !ok {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name != m.Name || v.ConfigMap == nil {
+				continue
+			}
+			cm, ok := maps[v.ConfigMap.Name]
+			if !ok {
+				return nil, fmt.Errorf("volume %s names ConfigMap %s, which is not in the manifests", v.Name, v.ConfigMap.Name)
+			}
+			data, ok := cm.Data[key]
+			if !ok {
+				return nil, fmt.Errorf("ConfigMap %s has no key %s for %s", cm.Name, key, file)
+			}
+			return []byte(data), nil
+		}
+	}
+	return nil, fmt.Errorf("%s is not in a mounted ConfigMap", file)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/micro/kubernetes/health/probe"
 	"github.com/micro/kubernetes/pkg/k8s"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+	"github.com/micro/kubernetes/services/greeter/handler"
 	"github.com/micro/kubernetes/web/frontend"
 )
 
@@ -85,6 +86,10 @@ func code(t *testing.T, s Skaffold) Code {
 		HealthPaths:     map[string]string{"web": frontend.HealthPath},
 		ShutdownTimeout: k8s.ShutdownTimeout,
 		Images:          s.Images(),
+		ConfigParsers: map[string]func([]byte) error{
+			"greeter": func(b []byte) error { _, err := handler.ParseConfig(b); return err },
+			"web":     func(b []byte) error { _, err := frontend.ParseConfig(b); return err },
+		},
 	}
 }
 

@@ -18,6 +18,7 @@ type Objects struct {
 	Services        []corev1.Service
 	ServiceAccounts []corev1.ServiceAccount
 	NetworkPolicies []networkingv1.NetworkPolicy
+	ConfigMaps      []corev1.ConfigMap
 	// YAML is every object as rendered, in order.
 	YAML [][]byte
 }
@@ -65,6 +66,8 @@ func (o *Objects) add(doc []byte) error {
 		o.Services, err = decodeInto(doc, o.Services)
 	case "v1/ServiceAccount":
 		o.ServiceAccounts, err = decodeInto(doc, o.ServiceAccounts)
+	case "v1/ConfigMap":
+		o.ConfigMaps, err = decodeInto(doc, o.ConfigMaps)
 	case "networking.k8s.io/v1/NetworkPolicy":
 		o.NetworkPolicies, err = decodeInto(doc, o.NetworkPolicies)
 	default:
