@@ -6,6 +6,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -50,10 +51,10 @@ func startStack(t *testing.T) *stack.Stack {
 	return startStackWith(t, filepath.Join(root, stack.ConfigFile))
 }
 
-func startStackWith(t *testing.T, configFile string) *stack.Stack {
+func startStackWith(t *testing.T, configFile string, out ...io.Writer) *stack.Stack {
 	t.Helper()
 	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t)}
-	s, err := stack.Start(context.Background(), stack.Options{Bin: bin, Ports: ports, ConfigFile: configFile, Out: testWriter{t}})
+	s, err := stack.Start(context.Background(), stack.Options{Bin: bin, Ports: ports, ConfigFile: configFile, Out: io.MultiWriter(append(out, testWriter{t})...)})
 	if err != nil {
 		t.Fatalf("starting the application: %v", err)
 	}

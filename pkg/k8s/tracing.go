@@ -31,7 +31,11 @@ const tracerName = "github.com/micro/kubernetes/pkg/k8s"
 // by OpenTelemetry. Trace context travels as W3C traceparent, in HTTP headers
 // and in go-micro metadata. Call it in main; call flush before exiting to
 // send what is buffered (it waits 5 s at most).
+//
+// Even with export off, a trace context that comes in (from an ingress or a
+// mesh) goes on to the services called, and its trace id into the logs.
 func SetupTracing(ctx context.Context, service string) (flush func(), err error) {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
 		return func() {}, nil
 	}
@@ -44,7 +48,6 @@ func SetupTracing(ctx context.Context, service string) (flush func(), err error)
 		sdktrace.WithResource(resource.NewSchemaless(semconv.ServiceName(service))),
 	)
 	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
