@@ -53,9 +53,12 @@ test-deps: ## Install what the tests need: protoc and chromium
 	@scripts/need.sh protoc:protobuf-compiler chromium:chromium
 
 .PHONY: vet
-vet: ## Check formatting and run go vet in every module
+vet: ## Check formatting, tidy go.mod files, and run go vet in every module
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
+	@for d in $$(go list -m -f '{{.Dir}}'); do \
+	  (cd $$d && go mod tidy -diff >/dev/null) || { echo "go.mod in $$d is not tidy: run make tidy" >&2; exit 1; }; \
+	done
 	go vet $(PACKAGES)
 
 .PHONY: dev
