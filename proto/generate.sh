@@ -10,6 +10,8 @@ mapfile -t protos < <(find . -name '*.proto' -not -path './testdata/*' | sort)
 protoc \
   --plugin=protoc-gen-go="$(go tool -n protoc-gen-go)" \
   --plugin=protoc-gen-micro="$(go tool -n protoc-gen-micro)" \
+  --plugin=protoc-gen-go-grpc="$(go tool -n protoc-gen-go-grpc)" \
   --go_out=paths=source_relative:"$out" \
   --micro_out=paths=source_relative:"$out" \
+  --go-grpc_out=paths=source_relative:"$out" \
   "${protos[@]}"

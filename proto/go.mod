@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	go-micro.dev/v6 v6.3.10
+	google.golang.org/grpc v1.71.1
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -20,9 +21,12 @@ require (
 	golang.org/x/sys v0.32.0 // indirect
 	golang.org/x/text v0.24.0 // indirect
 	golang.org/x/tools v0.31.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20250324211829-b45e905df463 // indirect
+	google.golang.org/grpc/cmd/protoc-gen-go-grpc v1.6.0 // indirect
 )
 
 tool (
 	go-micro.dev/v6/cmd/protoc-gen-micro
+	google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	google.golang.org/protobuf/cmd/protoc-gen-go
 )
