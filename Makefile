@@ -85,6 +85,10 @@ $(BIN)/skaffold: tools/skaffold/go.mod
 $(BIN)/kustomize: tools/kustomize/go.mod
 	cd tools/kustomize && GOWORK=off go build -o $(CURDIR)/$@ sigs.k8s.io/kustomize/kustomize/v5
 
+.PHONY: bench
+bench: ## Measure the project against a plain gRPC baseline (~1 minute); writes local/bench/results/latest.{json,md}
+	go run ./local/bench
+
 .PHONY: build
 build: ## Build the greeter, health and web binaries into bin/
 	go build -o $(BIN)/ ./services/greeter ./health ./web

@@ -103,7 +103,7 @@ func NewClient(opts ...client.Option) client.Client {
 		grpcclient.MaxSendMsgSize(MaxMessageSize),
 		client.WrapCall(traceCall),
 	}
-	return grpcclient.NewClient(append(defaults, opts...)...)
+	return newCallClient(grpcclient.NewClient(append(defaults, opts...)...))
 }
 
 // newCmd is go-micro's command line (flags and MICRO_* variables) with the

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go-micro.dev/v6/client"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/micro/kubernetes/loadgen/load"
+	"github.com/micro/kubernetes/local/stack"
+	"github.com/micro/kubernetes/pkg/k8s"
+	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+)
+
+// Config bounds a bench run.
+type Config struct {
+	Saturation, Fixed time.Duration
+	Rounds, Workers   int
+}
+
+// binaries: the project's and the baseline's, each built as the images are
+// (stripped, without paths).
+var binaries = map[string]string{
+	"project-greeter":  "./services/greeter",
+	"project-web":      "./web",
+	"baseline-greeter": "./local/bench/baseline/greeter",
+	"baseline-web":     "./local/bench/baseline/web",
+}
+
+// Run builds the binaries, then measures the project against the baseline.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	root, err := stack.Root(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	bin, err := os.MkdirTemp("", "bench-")
+	if err != nil {
+		return Report{}, err
+	}
+	defer os.RemoveAll(bin)
+	for name, pkg := range binaries {
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(bin, name), pkg)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			return Report{}, fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+		}
+	}
+	b := &bench{cfg: cfg, bin: bin, root: root}
+	return b.run(ctx)
+}
+
+type bench struct {
+	cfg       Config
+	bin, root string
+	rows      []Row
+}
+
+// proc is a started binary.
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func (p proc) stop() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() }
+
+func (p proc) rssMiB() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs a binary and returns once ready answers true, with how long
+// that took.
+func (b *bench) start(name string, args, env []string, ready func() bool) (proc, time.Duration, error) {
+	cmd := exec.Command(filepath.Join(b.bin, name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	begin := time.Now()
+	if err := cmd.Start(); err != nil {
+		return proc{}, 0, err
+	}
+	for !ready() {
+		if time.Since(begin) > 10*time.Second {
+			_ = cmd.Process.Kill()
+			return proc{}, 0, fmt.Errorf("%s not ready after 10s", name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return proc{cmd: cmd}, time.Since(begin), nil
+}
+
+func grpcReady(addr string) func() bool {
+	return func() bool {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return false
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		rsp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err == nil && rsp.Status == healthpb.HealthCheckResponse_SERVING
+	}
+}
+
+func httpReady(url string) func() bool {
+	return func() bool {
+		rsp, err := (&http.Client{Timeout: 100 * time.Millisecond}).Get(url)
+		if err != nil {
+			return false
+		}
+		rsp.Body.Close()
+		return rsp.StatusCode == http.StatusOK
+	}
+}
+
+// pair is the project's and the baseline's processes, serving.
+type pair struct {
+	greeter, web map[string]proc // by side
+	ready        map[string]time.Duration
+	idle         map[string]float64
+}
+
+var sides = []string{"project", "baseline"}
+
+func (b *bench) startAll() (pair, error) {
+	p := pair{greeter: map[string]proc{}, web: map[string]proc{}, ready: map[string]time.Duration{}, idle: map[string]float64{}}
+	for _, side := range sides {
+		gAddr, wAddr := freeAddr(), freeAddr()
+		var gArgs, wArgs []string
+		if side == "project" {
+			gArgs = []string{"--server_address=" + gAddr, "--metrics_address="}
+			wArgs = []string{"--server_address=" + wAddr, "--metrics_address="}
+		} else {
+			gArgs = []string{"-addr=" + gAddr}
+			wArgs = []string{"-addr=" + wAddr, "-greeter=" + gAddr}
+		}
+		g, took, err := b.start(side+"-greeter", gArgs, nil, grpcReady(gAddr))
+		if err != nil {
+			return p, err
+		}
+		g.addr = gAddr
+		p.greeter[side], p.ready[side+" greeter"] = g, took
+		w, took, err := b.start(side+"-web", wArgs, []string{k8s.EnvAddresses + "=" + greeterv1.ServiceName + "=" + gAddr}, httpReady("http://"+wAddr+"/health"))
+		if err != nil {
+			return p, err
+		}
+		w.addr = wAddr
+		p.web[side], p.ready[side+" web"] = w, took
+	}
+	time.Sleep(500 * time.Millisecond) // settle before reading idle memory
+	for _, side := range sides {
+		p.idle[side+" greeter"], p.idle[side+" web"] = p.greeter[side].rssMiB(), p.web[side].rssMiB()
+	}
+	return p, nil
+}
+
+// rpc returns the call the RPC benchmark repeats, through each side's client.
+func rpc(side, addr string) (func(context.Context) error, func()) {
+	req := &greeterv1.HelloRequest{Name: "bench"}
+	if side == "project" {
+		greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewClient())
+		return func(ctx context.Context) error {
+			_, err := greeter.Hello(ctx, req, client.WithAddress(addr))
+			return err
+		}, func() {}
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		panic(err)
+	}
+	greeter := greeterv1.NewGreeterClient(cc)
+	return func(ctx context.Context) error {
+		_, err := greeter.Hello(ctx, req)
+		return err
+	}, func() { cc.Close() }
+}
+
+func web(addr string) (func(context.Context) error, func()) {
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 5 * time.Second}
+	url := "http://" + addr + "/greeter?name=bench"
+	return func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		rsp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		rsp.Body.Close()
+		if rsp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s", rsp.Status)
+		}
+		return nil
+	}, c.CloseIdleConnections
+}
+
+// connections counts the established TCP connections to addr.
+func connections(addr string) int {
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	hex := fmt.Sprintf(":%04X", p)
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			// remote address is the server's, state 01 is ESTABLISHED
+			if len(fields) > 3 && strings.HasSuffix(fields[2], hex) && fields[3] == "01" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (b *bench) run(ctx context.Context) (Report, error) {
+	p, err := b.startAll()
+	defer func() {
+		for _, side := range sides {
+			if g, ok := p.greeter[side]; ok {
+				g.stop()
+			}
+			if w, ok := p.web[side]; ok {
+				w.stop()
+			}
+		}
+	}()
+	if err != nil {
+		return Report{}, err
+	}
+
+	type path struct {
+		name  string
+		call  func(side string) (func(context.Context) error, func())
+		serve map[string]proc
+	}
+	paths := []path{
+		{"greeter RPC", func(side string) (func(context.Context) error, func()) { return rpc(side, p.greeter[side].addr) }, p.greeter},
+		{"web /greeter", func(side string) (func(context.Context) error, func()) { return web(p.web[side].addr) }, p.web},
+	}
+	for _, pa := range paths {
+		max := map[string][]float64{}
+		conns, loaded := map[string]int{}, map[string]float64{}
+		for round := 0; round < b.cfg.Rounds; round++ {
+			for _, side := range sides { // alternating
+				do, done := pa.call(side)
+				stopSampling := make(chan struct{})
+				sampled := make(chan struct{})
+				go func() { // sample mid-run: connections and memory under load
+					defer close(sampled)
+					select {
+					case <-time.After(b.cfg.Saturation / 2):
+						conns[side], loaded[side] = connections(pa.serve[side].addr), pa.serve[side].rssMiB()
+					case <-stopSampling:
+					}
+				}()
+				r := load.Run(ctx, load.Options{Workers: b.cfg.Workers, Duration: b.cfg.Saturation}, do)
+				close(stopSampling)
+				<-sampled
+				done()
+				if r.Errors > 0 {
+					return Report{}, fmt.Errorf("%s, %s: %v", pa.name, side, r)
+				}
+				max[side] = append(max[side], r.Throughput)
+			}
+		}
+		best := func(side string) float64 { return slices.Max(max[side]) }
+		rate := best("baseline") / 2
+		fixed := map[string]load.Result{}
+		for _, side := range sides {
+			do, done := pa.call(side)
+			fixed[side] = load.Run(ctx, load.Options{Rate: rate, Workers: b.cfg.Workers * 4, Duration: b.cfg.Fixed}, do)
+			done()
+		}
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		b.rows = append(b.rows,
+			Row{Measure: pa.name + ": throughput at saturation", Project: best("project"), Baseline: best("baseline"), Unit: "req/s", Target: 0.8, AtLeast: true},
+			Row{Measure: fmt.Sprintf("%s: p50 at %.0f req/s", pa.name, rate), Project: ms(fixed["project"].P50), Baseline: ms(fixed["baseline"].P50), Unit: "ms"},
+			Row{Measure: fmt.Sprintf("%s: p99 at %.0f req/s", pa.name, rate), Project: ms(fixed["project"].P99), Baseline: ms(fixed["baseline"].P99), Unit: "ms", Target: 1.5},
+			Row{Measure: pa.name + ": TCP connections under load", Project: float64(conns["project"]), Baseline: float64(conns["baseline"]), Unit: "conns"},
+			Row{Measure: pa.name + ": server RSS under load", Project: loaded["project"], Baseline: loaded["baseline"], Unit: "MiB"},
+		)
+	}
+	for _, what := range []string{"greeter", "web"} {
+		b.rows = append(b.rows,
+			Row{Measure: what + ": start to ready", Project: ms(p.ready["project "+what]), Baseline: ms(p.ready["baseline "+what]), Unit: "ms", Target: 200, Absolute: true},
+			Row{Measure: what + ": idle RSS", Project: p.idle["project "+what], Baseline: p.idle["baseline "+what], Unit: "MiB", Target: 30, Absolute: true},
+			Row{Measure: what + ": binary size", Project: size(b.bin, "project-"+what), Baseline: size(b.bin, "baseline-"+what), Unit: "MiB"},
+		)
+	}
+	host, _ := os.Hostname()
+	return Report{When: time.Now().UTC(), Machine: fmt.Sprintf("%s, %d CPUs, %s", host, runtime.NumCPU(), runtime.Version()), Rows: b.rows}, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func size(dir, name string) float64 {
+	fi, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		return 0
+	}
+	return float64(fi.Size()) / (1 << 20)
+}
+
+// Markdown is the report as a table.
+func (r Report) Markdown() string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "Bench of %s on %s\n\n", r.When.Format(time.RFC3339), r.Machine)
+	s.WriteString("| measure | project | baseline | project/baseline | target |\n|---|---:|---:|---:|---|\n")
+	for _, row := range r.Rows {
+		target := ""
+		if row.Target != 0 {
+			op := "<="
+			if row.AtLeast {
+				op = ">="
+			}
+			if row.Absolute {
+				target = fmt.Sprintf("project %s %g %s", op, row.Target, row.Unit)
+			} else {
+				target = fmt.Sprintf("ratio %s %g", op, row.Target)
+			}
+			if row.Met() {
+				target += " ✓"
+			} else {
+				target += " ✗"
+			}
+		}
+		fmt.Fprintf(&s, "| %s | %.1f %s | %.1f %s | %.2f | %s |\n", row.Measure, row.Project, row.Unit, row.Baseline, row.Unit, row.Ratio(), target)
+	}
+	return s.String()
+}
+
+// Write puts the report in dir as latest.json and latest.md.
+func (r Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	j, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "latest.md"), []byte(r.Markdown()), 0o644)
+}

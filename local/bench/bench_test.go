@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The bench harness runs a few short rounds and reports sane numbers; the
+// numbers themselves are make bench's, not a test's.
+func TestBenchHarnessReports(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := Run(ctx, Config{Saturation: 300 * time.Millisecond, Fixed: 300 * time.Millisecond, Rounds: 1, Workers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Rows) < 10 {
+		t.Fatalf("%d rows", len(r.Rows))
+	}
+	for _, row := range r.Rows {
+		if row.Project <= 0 || row.Baseline <= 0 {
+			t.Errorf("%s: project %v, baseline %v: want both measured", row.Measure, row.Project, row.Baseline)
+		}
+	}
+	dir := t.TempDir()
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "latest.md"))
+	if err != nil || !strings.Contains(string(md), "| greeter RPC: throughput at saturation |") {
+		t.Fatalf("latest.md: %v\n%s", err, md)
+	}
+}

@@ -1,0 +1,41 @@
+// Command bench measures what go-micro and the web hop cost: the real
+// binaries against a plain gRPC baseline (baseline/), on loopback, in one
+// run, alternating the two to cancel the machine's drift. `make bench` runs
+// it; it prints a table of ratios and writes it to results/.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+func main() {
+	cfg := Config{}
+	flag.DurationVar(&cfg.Saturation, "saturation", 5*time.Second, "length of each saturation run")
+	flag.DurationVar(&cfg.Fixed, "fixed", 5*time.Second, "length of each fixed-rate run")
+	flag.IntVar(&cfg.Rounds, "rounds", 2, "saturation runs of each side, alternated")
+	flag.IntVar(&cfg.Workers, "workers", 32, "requests in flight at saturation")
+	out := flag.String("out", "local/bench/results", "folder for latest.json and latest.md")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	report, err := Run(ctx, cfg)
+	if err != nil {
+		slog.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+	fmt.Print(report.Markdown())
+	if err := report.Write(*out); err != nil {
+		slog.Error("writing the results", "err", err)
+		os.Exit(1)
+	}
+	fmt.Println("written to", filepath.Join(*out, "latest.{json,md}"))
+}

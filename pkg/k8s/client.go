@@ -1,0 +1,161 @@
+package k8s
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go-micro.dev/v6/client"
+	"go-micro.dev/v6/errors"
+	"go-micro.dev/v6/metadata"
+	"go-micro.dev/v6/registry"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	gmetadata "google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// callClient is go-micro's gRPC client with a leaner Call: one gRPC
+// connection per address, shared by every call (HTTP/2 multiplexes them),
+// instead of go-micro's pool, which dials a connection per concurrent call,
+// closes one after any failed call, and adds goroutines to every call.
+// Streams and publishing stay go-micro's.
+type callClient struct {
+	client.Client
+
+	mu    sync.RWMutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newCallClient(c client.Client) *callClient {
+	return &callClient{Client: c, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Call sends the request to the address the call options or the selector
+// give, within the context's deadline (or the request timeout), through the
+// call wrappers. It does not retry: a deadline bounds it, and Kubernetes
+// takes failed pods out of the Service.
+func (c *callClient) Call(ctx context.Context, req client.Request, rsp any, opts ...client.CallOption) error {
+	o := c.Options().CallOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if _, ok := ctx.Deadline(); !ok && o.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.RequestTimeout)
+		defer cancel()
+	}
+	node, err := c.node(req.Service(), o)
+	if err != nil {
+		return err
+	}
+	call := c.call
+	for i := len(o.CallWrappers); i > 0; i-- {
+		call = o.CallWrappers[i-1](call)
+	}
+	return call(ctx, node, req, rsp, o)
+}
+
+func (c *callClient) node(service string, o client.CallOptions) (*registry.Node, error) {
+	if len(o.Address) > 0 {
+		return &registry.Node{Address: o.Address[0]}, nil
+	}
+	next, err := c.Options().Selector.Select(service, o.SelectOptions...)
+	if err != nil {
+		return nil, errors.InternalServerError("go.micro.client", "selecting %s: %v", service, err)
+	}
+	node, err := next()
+	if err != nil {
+		return nil, errors.InternalServerError("go.micro.client", "selecting %s: %v", service, err)
+	}
+	return node, nil
+}
+
+func (c *callClient) call(ctx context.Context, node *registry.Node, req client.Request, rsp any, _ client.CallOptions) error {
+	cc, err := c.conn(node.Address)
+	if err != nil {
+		return errors.InternalServerError("go.micro.client", "connecting to %s: %v", node.Address, err)
+	}
+	if md, ok := metadata.FromContext(ctx); ok {
+		pairs := make([]string, 0, 2*len(md))
+		for k, v := range md {
+			pairs = append(pairs, strings.ToLower(k), v)
+		}
+		ctx = gmetadata.AppendToOutgoingContext(ctx, pairs...)
+	}
+	return microError(cc.Invoke(ctx, grpcMethod(req.Service(), req.Endpoint()), req.Body(), rsp))
+}
+
+// conn is the one connection to addr, made on first use.
+func (c *callClient) conn(addr string) (*grpc.ClientConn, error) {
+	c.mu.RLock()
+	cc, ok := c.conns[addr]
+	c.mu.RUnlock()
+	if ok {
+		return cc, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr,
+		// Plain text: in the cluster a mesh adds mTLS (see the conduit profile).
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		// Reconnect within a second of the server coming back, not after
+		// gRPC's default backoff of up to two minutes. A connection attempt
+		// itself may take gRPC's default 20 s (a hung server): calls wait on
+		// it until their own deadline.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 20 * time.Second,
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// grpcMethod is the path go-micro's server routes "Service.Method" by.
+func grpcMethod(service, endpoint string) string {
+	if svc, method, ok := strings.Cut(endpoint, "."); ok {
+		return fmt.Sprintf("/%s.%s/%s", service, svc, method)
+	}
+	return endpoint
+}
+
+// microError turns a gRPC status into the go-micro error callers expect:
+// the one the server sent (in the status's details), or one by code.
+func microError(err error) error {
+	if err == nil {
+		return nil
+	}
+	s, ok := status.FromError(err)
+	if !ok {
+		return errors.InternalServerError("go.micro.client", "%v", err)
+	}
+	for _, d := range s.Details() {
+		if merr, ok := d.(*errors.Error); ok {
+			return merr
+		}
+	}
+	code := map[codes.Code]int32{
+		codes.InvalidArgument:  400,
+		codes.NotFound:         404,
+		codes.DeadlineExceeded: 408,
+		codes.Canceled:         408,
+		codes.Unimplemented:    501,
+		codes.Unavailable:      503,
+	}[s.Code()]
+	if code == 0 {
+		code = 500
+	}
+	return errors.New("go.micro.client", s.Message(), code)
+}
