@@ -19,6 +19,7 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 	s := loadSkaffold(t)
 	good := render(t, s, s.Profiles())
 	goodCode := code(t, s)
+	goodCode.Images = s.Images(s.Profiles())
 
 	cases := []struct {
 		what    string

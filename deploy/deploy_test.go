@@ -73,6 +73,7 @@ func code(t *testing.T, s Skaffold) Code {
 			"greeter": {k8s.DefaultPort, k8s.MetricsPort},
 			"web":     {k8s.DefaultPort, k8s.MetricsPort},
 			"health":  {sidecarPort},
+			"loadgen": {k8s.DefaultPort}, // its -health_address in the manifest
 		},
 		MetricsPort:     k8s.MetricsPort,
 		MetricsPath:     k8s.MetricsPath,
@@ -83,9 +84,9 @@ func code(t *testing.T, s Skaffold) Code {
 		SidecarFlags:    sidecarFlags(t),
 		SidecarPath:     probe.Path,
 		SidecarLivePath: probe.LivePath,
-		HealthPaths:     map[string]string{"web": frontend.HealthPath},
+		HealthPaths:     map[string]string{"web": frontend.HealthPath, "loadgen": "/health"},
 		ShutdownTimeout: k8s.ShutdownTimeout,
-		Images:          s.Images(),
+		Images:          s.Images(nil),
 		ConfigParsers: map[string]func([]byte) error{
 			"greeter": func(b []byte) error { _, err := handler.ParseConfig(b); return err },
 			"web":     func(b []byte) error { _, err := frontend.ParseConfig(b); return err },
@@ -123,6 +124,8 @@ func TestEveryProfileCombinationAgreesWithTheCode(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			objs := render(t, s, profiles)
 			t.Logf("%d objects", objs.Count())
+			c := c
+			c.Images = s.Images(profiles)
 			for _, check := range Checks {
 				if err := check.Run(objs, c); err != nil {
 					t.Errorf("%s:\n%v", check.Name, err)
@@ -163,7 +166,9 @@ func TestSkaffoldConfig(t *testing.T) {
 		if cfg.APIVersion != "skaffold/v4beta13" {
 			t.Errorf("config %s: apiVersion %s, want skaffold/v4beta13", cfg.Metadata.Name, cfg.APIVersion)
 		}
-		for _, a := range cfg.Build.Artifacts {
+	}
+	for _, b := range s.Builds() {
+		for _, a := range b.Artifacts {
 			if a.Ko == nil || a.Ko.Main == "" || !strings.HasPrefix(a.Ko.FromImage, "gcr.io/distroless/static") || !strings.HasSuffix(a.Ko.FromImage, ":nonroot") {
 				t.Errorf("artifact %s: want the ko builder on a distroless static nonroot base", a.Image)
 			}
@@ -171,9 +176,11 @@ func TestSkaffoldConfig(t *testing.T) {
 				t.Errorf("artifact %s: ko.main %s: %v", a.Image, a.Ko.Main, err)
 			}
 		}
-		if len(cfg.Build.Artifacts) > 0 && !(slices.Contains(cfg.Build.Platforms, "linux/amd64") && slices.Contains(cfg.Build.Platforms, "linux/arm64")) {
-			t.Errorf("config %s builds for %v, want linux/amd64 and linux/arm64", cfg.Metadata.Name, cfg.Build.Platforms)
+		if len(b.Artifacts) > 0 && !(slices.Contains(b.Platforms, "linux/amd64") && slices.Contains(b.Platforms, "linux/arm64")) {
+			t.Errorf("a build of %d artifacts is for %v, want linux/amd64 and linux/arm64", len(b.Artifacts), b.Platforms)
 		}
+	}
+	for _, cfg := range s.Configs {
 		for _, pf := range cfg.PortForward {
 			found := false
 			for _, svc := range objs.Services {
@@ -186,7 +193,7 @@ func TestSkaffoldConfig(t *testing.T) {
 			}
 		}
 	}
-	if len(s.Images()) == 0 {
+	if len(s.Images(nil)) == 0 {
 		t.Fatal("skaffold.yaml builds no image")
 	}
 }

@@ -22,16 +22,7 @@ type SkaffoldConfig struct {
 	Metadata   struct {
 		Name string `json:"name"`
 	} `json:"metadata"`
-	Build struct {
-		Platforms []string `json:"platforms"`
-		Artifacts []struct {
-			Image string `json:"image"`
-			Ko    *struct {
-				Main      string `json:"main"`
-				FromImage string `json:"fromImage"`
-			} `json:"ko"`
-		} `json:"artifacts"`
-	} `json:"build"`
+	Build       build     `json:"build"`
 	Manifests   manifests `json:"manifests"`
 	PortForward []struct {
 		ResourceType string `json:"resourceType"`
@@ -41,12 +32,26 @@ type SkaffoldConfig struct {
 	} `json:"portForward"`
 	Profiles []struct {
 		Name      string     `json:"name"`
+		Build     *build     `json:"build"`
 		Manifests *manifests `json:"manifests"`
 		Patches   []struct {
 			Op   string `json:"op"`
 			Path string `json:"path"`
 		} `json:"patches"`
 	} `json:"profiles"`
+}
+
+type build struct {
+	Platforms []string   `json:"platforms"`
+	Artifacts []artifact `json:"artifacts"`
+}
+
+type artifact struct {
+	Image string `json:"image"`
+	Ko    *struct {
+		Main      string `json:"main"`
+		FromImage string `json:"fromImage"`
+	} `json:"ko"`
 }
 
 type manifests struct {
@@ -96,15 +101,36 @@ func (s Skaffold) Profiles() []string {
 	return names
 }
 
-// Images are the images of every artifact.
-func (s Skaffold) Images() []string {
+// Images are the images skaffold builds with these profiles active: a
+// config's active profile with a build replaces the config's.
+func (s Skaffold) Images(profiles []string) []string {
 	var images []string
 	for _, c := range s.Configs {
-		for _, a := range c.Build.Artifacts {
+		b := c.Build
+		for _, p := range c.Profiles {
+			if p.Build != nil && slices.Contains(profiles, p.Name) {
+				b = *p.Build
+			}
+		}
+		for _, a := range b.Artifacts {
 			images = append(images, a.Image)
 		}
 	}
 	return images
+}
+
+// Builds are every build section: the configs' and their profiles'.
+func (s Skaffold) Builds() []build {
+	var builds []build
+	for _, c := range s.Configs {
+		builds = append(builds, c.Build)
+		for _, p := range c.Profiles {
+			if p.Build != nil {
+				builds = append(builds, *p.Build)
+			}
+		}
+	}
+	return builds
 }
 
 // KustomizePaths are the kustomize folders skaffold renders with these
