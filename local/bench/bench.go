@@ -185,10 +185,11 @@ func (b *bench) startAll() (pair, error) {
 	return p, nil
 }
 
-// rpc returns the call the RPC benchmark repeats, through each side's client.
-func rpc(side, addr string) (func(context.Context) error, func()) {
+// rpc returns the call the RPC benchmark repeats, through each side's client
+// (or through the plain client on both sides, to weigh the servers alone).
+func rpc(side, addr string, plainClient bool) (func(context.Context) error, func()) {
 	req := &greeterv1.HelloRequest{Name: "bench"}
-	if side == "project" {
+	if side == "project" && !plainClient {
 		greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewClient())
 		return func(ctx context.Context) error {
 			_, err := greeter.Hello(ctx, req, client.WithAddress(addr))
@@ -267,7 +268,10 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 		serve map[string]proc
 	}
 	paths := []path{
-		{"greeter RPC", func(side string) (func(context.Context) error, func()) { return rpc(side, p.greeter[side].addr) }, p.greeter},
+		{"greeter RPC", func(side string) (func(context.Context) error, func()) { return rpc(side, p.greeter[side].addr, false) }, p.greeter},
+		{"greeter RPC, plain gRPC client on both sides", func(side string) (func(context.Context) error, func()) {
+			return rpc(side, p.greeter[side].addr, true)
+		}, p.greeter},
 		{"web /greeter", func(side string) (func(context.Context) error, func()) { return web(p.web[side].addr) }, p.web},
 	}
 	for _, pa := range paths {

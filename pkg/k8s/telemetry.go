@@ -168,8 +168,14 @@ func grpcCode(err error) codes.Code {
 func (m *telemetry) observeHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := otel.Tracer(tracerName).Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		ctx := r.Context()
+		if r.Header.Get("traceparent") != "" {
+			ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
+		span := trace.SpanFromContext(context.Background()) // a no-op span, unless traced
+		if traced(ctx) {
+			ctx, span = otel.Tracer(tracerName).Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		}
 		defer span.End()
 		r = r.WithContext(ctx)
 		rec := &httpapi.StatusWriter{ResponseWriter: w, Status: http.StatusOK}

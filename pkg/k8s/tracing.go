@@ -57,10 +57,23 @@ func SetupTracing(ctx context.Context, service string) (flush func(), err error)
 	}, nil
 }
 
+// traced says whether a request in ctx is worth a span: traces are exported,
+// or a trace context came in to pass on. Otherwise spans would cost CPU and
+// allocations for nothing.
+func traced(ctx context.Context) bool {
+	if _, exported := otel.GetTracerProvider().(*sdktrace.TracerProvider); exported {
+		return true
+	}
+	return trace.SpanContextFromContext(ctx).IsValid()
+}
+
 // traceCall starts a client span around each attempt of an RPC and sends
 // its context along in the request's metadata.
 func traceCall(next client.CallFunc) client.CallFunc {
 	return func(ctx context.Context, node *registry.Node, req client.Request, rsp any, opts client.CallOptions) error {
+		if !traced(ctx) {
+			return next(ctx, node, req, rsp, opts)
+		}
 		ctx, span := otel.Tracer(tracerName).Start(ctx, req.Endpoint(),
 			trace.WithSpanKind(trace.SpanKindClient),
 			trace.WithAttributes(
@@ -85,8 +98,11 @@ func traceCall(next client.CallFunc) client.CallFunc {
 
 // startServerSpan continues the trace the caller's metadata carries.
 func startServerSpan(ctx context.Context, endpoint string) (context.Context, trace.Span) {
-	if md, ok := metadata.FromContext(ctx); ok {
+	if md, ok := metadata.FromContext(ctx); ok && md["traceparent"] != "" {
 		ctx = otel.GetTextMapPropagator().Extract(ctx, carrier(md))
+	}
+	if !traced(ctx) {
+		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
 	}
 	return otel.Tracer(tracerName).Start(ctx, endpoint,
 		trace.WithSpanKind(trace.SpanKindServer),
