@@ -2,7 +2,6 @@ package k8s
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"go-micro.dev/v6/errors"
 	"go-micro.dev/v6/metadata"
 	"go-micro.dev/v6/registry"
+	"go-micro.dev/v6/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -28,11 +28,28 @@ type callClient struct {
 	client.Client
 
 	mu    sync.RWMutex
+	opts  client.Options // a copy of the embedded client's, kept by Init
 	conns map[string]*grpc.ClientConn
 }
 
 func newCallClient(c client.Client) *callClient {
-	return &callClient{Client: c, conns: map[string]*grpc.ClientConn{}}
+	return &callClient{Client: c, opts: c.Options(), conns: map[string]*grpc.ClientConn{}}
+}
+
+// Init sets options, and keeps a copy for Call: go-micro's Options returns a
+// large struct by value, too costly to copy on every call.
+func (c *callClient) Init(opts ...client.Option) error {
+	err := c.Client.Init(opts...)
+	c.mu.Lock()
+	c.opts = c.Client.Options()
+	c.mu.Unlock()
+	return err
+}
+
+func (c *callClient) Options() client.Options {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.opts
 }
 
 // Call sends the request to the address the call options or the selector
@@ -40,7 +57,9 @@ func newCallClient(c client.Client) *callClient {
 // call wrappers. It does not retry: a deadline bounds it, and Kubernetes
 // takes failed pods out of the Service.
 func (c *callClient) Call(ctx context.Context, req client.Request, rsp any, opts ...client.CallOption) error {
-	o := c.Options().CallOptions
+	c.mu.RLock()
+	o, sel := c.opts.CallOptions, c.opts.Selector
+	c.mu.RUnlock()
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -49,7 +68,7 @@ func (c *callClient) Call(ctx context.Context, req client.Request, rsp any, opts
 		ctx, cancel = context.WithTimeout(ctx, o.RequestTimeout)
 		defer cancel()
 	}
-	node, err := c.node(req.Service(), o)
+	node, err := c.node(sel, req.Service(), o)
 	if err != nil {
 		return err
 	}
@@ -60,11 +79,11 @@ func (c *callClient) Call(ctx context.Context, req client.Request, rsp any, opts
 	return call(ctx, node, req, rsp, o)
 }
 
-func (c *callClient) node(service string, o client.CallOptions) (*registry.Node, error) {
+func (c *callClient) node(sel selector.Selector, service string, o client.CallOptions) (*registry.Node, error) {
 	if len(o.Address) > 0 {
 		return &registry.Node{Address: o.Address[0]}, nil
 	}
-	next, err := c.Options().Selector.Select(service, o.SelectOptions...)
+	next, err := sel.Select(service, o.SelectOptions...)
 	if err != nil {
 		return nil, errors.InternalServerError("go.micro.client", "selecting %s: %v", service, err)
 	}
@@ -126,7 +145,7 @@ func (c *callClient) conn(addr string) (*grpc.ClientConn, error) {
 // grpcMethod is the path go-micro's server routes "Service.Method" by.
 func grpcMethod(service, endpoint string) string {
 	if svc, method, ok := strings.Cut(endpoint, "."); ok {
-		return fmt.Sprintf("/%s.%s/%s", service, svc, method)
+		return "/" + service + "." + svc + "/" + method
 	}
 	return endpoint
 }
