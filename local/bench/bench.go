@@ -224,11 +224,23 @@ func web(addr string) (func(context.Context) error, func()) {
 	}, c.CloseIdleConnections
 }
 
-// connections counts the established TCP connections to addr.
-func connections(addr string) int {
+// connections counts the established TCP connections that process pid
+// holds to addr: its sockets (in /proc/pid/fd) matched against /proc/net/tcp.
+func connections(pid int, addr string) int {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			inodes[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
 	_, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
-	hex := fmt.Sprintf(":%04X", p)
+	suffix := fmt.Sprintf(":%04X", p)
 	n := 0
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		b, err := os.ReadFile(f)
@@ -236,9 +248,8 @@ func connections(addr string) int {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n")[1:] {
-			fields := strings.Fields(line)
-			// remote address is the server's, state 01 is ESTABLISHED
-			if len(fields) > 3 && strings.HasSuffix(fields[2], hex) && fields[3] == "01" {
+			// rem_address is the server's, st 01 is ESTABLISHED, then the inode
+			if f := strings.Fields(line); len(f) > 9 && strings.HasSuffix(f[2], suffix) && f[3] == "01" && inodes[f[9]] {
 				n++
 			}
 		}
@@ -266,16 +277,17 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 		name  string
 		call  func(side string) (func(context.Context) error, func())
 		serve map[string]proc // whose memory is measured
-		// the greeter, whose incoming connections are counted: the gRPC
-		// client's (the bench's, or the web frontend's)
+		// the greeter, and who holds the gRPC client whose connections to it
+		// are counted: this process, or the web frontend
 		greeter map[string]proc
+		client  func(side string) int
 	}
 	paths := []path{
-		{"greeter RPC", func(side string) (func(context.Context) error, func()) { return rpc(side, p.greeter[side].addr, false) }, p.greeter, p.greeter},
+		{"greeter RPC", func(side string) (func(context.Context) error, func()) { return rpc(side, p.greeter[side].addr, false) }, p.greeter, p.greeter, func(string) int { return os.Getpid() }},
 		{"greeter RPC, plain gRPC client on both sides", func(side string) (func(context.Context) error, func()) {
 			return rpc(side, p.greeter[side].addr, true)
-		}, p.greeter, p.greeter},
-		{"web /greeter", func(side string) (func(context.Context) error, func()) { return web(p.web[side].addr) }, p.web, p.greeter},
+		}, p.greeter, p.greeter, func(string) int { return os.Getpid() }},
+		{"web /greeter", func(side string) (func(context.Context) error, func()) { return web(p.web[side].addr) }, p.web, p.greeter, func(side string) int { return p.web[side].cmd.Process.Pid }},
 	}
 	for _, pa := range paths {
 		best := map[string][]float64{}
@@ -287,7 +299,7 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 				sampled := make(chan struct{})
 				// Connections opened by this run: the ones open before (an
 				// earlier run's idle client) do not count.
-				before := connections(pa.greeter[side].addr)
+				before := connections(pa.client(side), pa.greeter[side].addr)
 				go func() { // sample under load: the most connections, the memory
 					defer close(sampled)
 					tick := time.NewTicker(100 * time.Millisecond)
@@ -295,7 +307,7 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 					for {
 						select {
 						case <-tick.C:
-							conns[side] = max(conns[side], connections(pa.greeter[side].addr)-before)
+							conns[side] = max(conns[side], connections(pa.client(side), pa.greeter[side].addr)-before)
 							loaded[side] = max(loaded[side], pa.serve[side].rssMiB())
 						case <-stopSampling:
 							return
