@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
+	github.com/micro/kubernetes/loadgen v0.0.0-00010101000000-000000000000
 	github.com/micro/kubernetes/pkg/k8s v0.0.0
 	github.com/micro/kubernetes/proto v0.0.0
 	github.com/micro/kubernetes/services/greeter v0.0.0-00010101000000-000000000000
