@@ -15,6 +15,17 @@
 //   - Debug.Health registered: the health sidecar calls it for the liveness
 //     probe (go-micro v6 no longer registers it by itself). Only Health is
 //     exposed, not go-micro's Log, Stats or Trace debug endpoints.
+//   - grpc.health.v1.Health registered: the kubelet's native grpc readiness
+//     probe asks it, and it answers NOT_SERVING as soon as the service stops.
+//   - One multiplexed gRPC connection per address for calls: with one
+//     Service address per service, go-micro's pool (a connection per
+//     concurrent call, closed after any failed call) only costs.
+//   - Bounded messages, headers, bodies and HTTP phases, a graceful stop
+//     shorter than the pods' grace period, and undecodable requests answered
+//     InvalidArgument: what a pod exposed to a cluster's traffic needs.
+//   - Metrics on a port of their own (MetricsPort), JSON logs and trace
+//     context (SetupLogging, SetupTracing): what Prometheus, log collectors
+//     and meshes on Kubernetes read.
 //
 // Every default is an option applied before the caller's, so the caller's
 // options win; command-line flags and MICRO_* variables are applied last, when
