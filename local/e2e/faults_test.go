@@ -39,6 +39,19 @@ func errorOf(t *testing.T, a answer) string {
 	return body["error"]
 }
 
+// expectBoundedFailure checks that url fails with status, saying says, and
+// no later than bound.
+func expectBoundedFailure(t *testing.T, url string, status int, says string, bound time.Duration) {
+	t.Helper()
+	a := timedGet(t, url)
+	if a.status != status || !strings.Contains(errorOf(t, a.answer), says) {
+		t.Errorf("GET %s: %d %s, want %d saying %q", url, a.status, a.body, status, says)
+	}
+	if a.took > bound+slack {
+		t.Errorf("GET %s took %s, past its %s bound", url, a.took, bound)
+	}
+}
+
 func TestSidecarWithTheGreeterUp(t *testing.T) {
 	s := startStack(t)
 	a := get(t, "GET", s.Ports.HealthURL())
@@ -62,21 +75,8 @@ func TestGreeterFrozen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := timedGet(t, s.Ports.HealthURL())
-	if h.status != http.StatusServiceUnavailable || !strings.Contains(errorOf(t, h.answer), "within") {
-		t.Errorf("sidecar: %d %s, want 503 saying it timed out", h.status, h.body)
-	}
-	if h.took > sidecarTimeout+slack {
-		t.Errorf("sidecar took %s, past its %s timeout", h.took, sidecarTimeout)
-	}
-
-	w := timedGet(t, s.Ports.URL()+"/greeter?name=frozen")
-	if w.status != http.StatusGatewayTimeout || !strings.Contains(errorOf(t, w.answer), "did not answer") {
-		t.Errorf("web: %d %s, want 504", w.status, w.body)
-	}
-	if w.took > webTimeout+slack {
-		t.Errorf("web took %s, past its %s deadline", w.took, webTimeout)
-	}
+	expectBoundedFailure(t, s.Ports.HealthURL(), http.StatusServiceUnavailable, "within", sidecarTimeout)
+	expectBoundedFailure(t, s.Ports.URL()+"/greeter?name=frozen", http.StatusGatewayTimeout, "did not answer", webTimeout)
 
 	// Thawed, the same processes answer again.
 	if err := s.Signal("greeter", syscall.SIGCONT); err != nil {
@@ -95,20 +95,9 @@ func TestGreeterKilled(t *testing.T) {
 	if err := s.Signal("greeter", syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-s.Exited()
-
-	h := timedGet(t, s.Ports.HealthURL())
-	if h.status != http.StatusServiceUnavailable || !strings.Contains(errorOf(t, h.answer), "refused") {
-		t.Errorf("sidecar: %d %s, want 503 naming the refused connection", h.status, h.body)
+	if err := s.Wait("greeter", 5*time.Second); err != nil {
+		t.Fatal(err)
 	}
-	if h.took > sidecarTimeout+slack {
-		t.Errorf("sidecar took %s, past its %s timeout", h.took, sidecarTimeout)
-	}
-	w := timedGet(t, s.Ports.URL()+"/greeter?name=gone")
-	if w.status != http.StatusServiceUnavailable || !strings.Contains(errorOf(t, w.answer), "unavailable") {
-		t.Errorf("web: %d %s, want 503", w.status, w.body)
-	}
-	if w.took > webTimeout+slack {
-		t.Errorf("web took %s, past its %s deadline", w.took, webTimeout)
-	}
+	expectBoundedFailure(t, s.Ports.HealthURL(), http.StatusServiceUnavailable, "refused", sidecarTimeout)
+	expectBoundedFailure(t, s.Ports.URL()+"/greeter?name=gone", http.StatusServiceUnavailable, "unavailable", webTimeout)
 }
