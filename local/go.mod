@@ -5,10 +5,12 @@ go 1.26.0
 require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
+	github.com/micro/kubernetes/health v0.0.0-00010101000000-000000000000
 	github.com/micro/kubernetes/loadgen v0.0.0-00010101000000-000000000000
 	github.com/micro/kubernetes/pkg/k8s v0.0.0
 	github.com/micro/kubernetes/proto v0.0.0
 	github.com/micro/kubernetes/services/greeter v0.0.0-00010101000000-000000000000
+	github.com/micro/kubernetes/web v0.0.0-00010101000000-000000000000
 	go-micro.dev/v6 v6.3.10
 	google.golang.org/grpc v1.85.0
 )
@@ -97,8 +99,10 @@ require (
 
 // The monorepo's own modules come from this checkout, in or out of go.work.
 replace (
+	github.com/micro/kubernetes/health => ../health
 	github.com/micro/kubernetes/loadgen => ../loadgen
 	github.com/micro/kubernetes/pkg/k8s => ../pkg/k8s
 	github.com/micro/kubernetes/proto => ../proto
 	github.com/micro/kubernetes/services/greeter => ../services/greeter
+	github.com/micro/kubernetes/web => ../web
 )

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"go-micro.dev/v6/web"
@@ -25,10 +24,7 @@ import (
 // The web frontend's name, and its Kubernetes Service's.
 const serviceName = "web"
 
-const (
-	flagGreeterTimeout    = "greeter_timeout"
-	defaultGreeterTimeout = 2 * time.Second
-)
+const flagGreeterTimeout = "greeter_timeout"
 
 func main() {
 	if err := k8s.SetupLogging(); err != nil {
@@ -48,14 +44,14 @@ func run() error {
 	}
 	defer flushTraces()
 
-	timeout := defaultGreeterTimeout
+	timeout := frontend.DefaultGreeterTimeout
 	var configFile string
 	parsed := false // stays false when the flags only asked for --help
 	svc := k8s.NewWebService(serviceName,
 		web.Flags(&cli.DurationFlag{
 			Name:    flagGreeterTimeout,
 			EnvVars: []string{"MICRO_GREETER_TIMEOUT"},
-			Value:   defaultGreeterTimeout,
+			Value:   frontend.DefaultGreeterTimeout,
 			Usage:   "The longest the frontend waits for the greeter before answering 504",
 		}, k8s.ConfigFileFlag(&configFile)),
 		web.Action(func(c *cli.Context) {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"github.com/micro/kubernetes/health/probe"
+	"github.com/micro/kubernetes/web/frontend"
 	"net/http"
 	"strings"
 	"syscall"
@@ -12,8 +14,8 @@ import (
 // The defaults the binaries run with: the sidecar's --health_timeout and the
 // web frontend's --greeter_timeout.
 const (
-	sidecarTimeout = time.Second
-	webTimeout     = 2 * time.Second
+	sidecarTimeout = probe.DefaultTimeout
+	webTimeout     = frontend.DefaultGreeterTimeout
 	// slack allows for a loaded machine; the point is "bounded", not "fast".
 	slack = time.Second
 )

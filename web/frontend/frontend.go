@@ -34,6 +34,9 @@ const (
 	maxTitleLength = 100
 	// HealthPath answers 200 while the frontend serves: its probes' path.
 	HealthPath = "/health"
+	// DefaultGreeterTimeout is the deadline of a call to the greeter
+	// unless --greeter_timeout says otherwise.
+	DefaultGreeterTimeout = 2 * time.Second
 	// maxBody bounds a request body: no route takes one.
 	maxBody = 4 << 10
 )
