@@ -9,20 +9,22 @@ SHELL := /bin/bash
 PACKAGES = $(shell go list -m -f '{{.Path}}/...')
 BIN := bin
 
-# skaffold and kustomize: yours if they are on PATH, else built here, pinned
-# in tools/ (skaffold takes ~5 minutes to build the first time).
-SKAFFOLD_VERSION := v2.16.1
-SKAFFOLD := $(or $(shell command -v skaffold),$(BIN)/skaffold)
-KUSTOMIZE := $(or $(shell command -v kustomize),$(BIN)/kustomize)
+# Pinned tools (skaffold, kustomize, the control plane of test-cluster) are
+# built from source by tools/ into ~/.cache/micro-kubernetes, once per
+# version; their versions are in tools/*/go.mod and cluster/go.mod.
+TOOL = $(shell cd tools && GOWORK=off go run . $(1))
+# skaffold and kustomize: yours if they are on PATH, else the pinned ones
+# (skaffold takes ~5 minutes to build the first time).
+SKAFFOLD = $(or $(shell command -v skaffold),$(call TOOL,skaffold))
+KUSTOMIZE = $(or $(shell command -v kustomize),$(call TOOL,kustomize))
 # skaffold runs kustomize from PATH.
-export PATH := $(CURDIR)/$(BIN):$(PATH)
-export SKAFFOLD_UPDATE_CHECK := false
+SKAFFOLD_RUN = PATH="$(dir $(KUSTOMIZE)):$$PATH" SKAFFOLD_UPDATE_CHECK=false $(SKAFFOLD)
 # make dev PROFILES=conduit,network-policies PLATFORM=linux/amd64
 SKAFFOLD_FLAGS = $(if $(PROFILES),--profile=$(PROFILES)) $(if $(PLATFORM),--platform=$(PLATFORM))
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "; print "Usage: make <target>\n"} /^[a-z][a-z-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "; print "Usage: make <target>\n"} /^[a-z][a-z-]*:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: run
 run: ## Build and run the whole application on this machine (no cluster); Ctrl-C stops it
@@ -48,6 +50,14 @@ fuzz: ## Fuzz each target for FUZZTIME (default 1m)
 	  go test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) "$${t%%:*}" || exit 1; \
 	done
 
+# Modules outside go.work, each with its own dependency graph.
+OUTSIDE_MODULES := cluster tools tools/skaffold tools/kustomize tools/kwok
+
+.PHONY: test-cluster
+test-cluster: ## Apply every skaffold profile to a real Kubernetes control plane on loopback (the first run builds it: ~20 min)
+	@cd tools && GOWORK=off go run . kube-apiserver kube-controller-manager kube-scheduler kubectl kwok skaffold kustomize >/dev/null
+	cd cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 20m ./...
+
 .PHONY: test-deps
 test-deps: ## Install what the tests need: protoc and chromium
 	@scripts/need.sh protoc:protobuf-compiler chromium:chromium
@@ -60,30 +70,23 @@ vet: ## Check formatting, tidy go.mod files, and run go vet in every module
 	  (cd $$d && go mod tidy -diff >/dev/null) || { echo "go.mod in $$d is not tidy: run make tidy" >&2; exit 1; }; \
 	done
 	go vet $(PACKAGES)
+	cd tools && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./...
 
 .PHONY: dev
-dev: $(SKAFFOLD) $(KUSTOMIZE) ## Build, deploy and watch on your cluster (skaffold dev); PROFILES=, PLATFORM=
-	$(SKAFFOLD) dev $(SKAFFOLD_FLAGS)
+dev: ## Build, deploy and watch on your cluster (skaffold dev); PROFILES=, PLATFORM=
+	$(SKAFFOLD_RUN) dev $(SKAFFOLD_FLAGS)
 
 .PHONY: deploy
-deploy: $(SKAFFOLD) $(KUSTOMIZE) ## Build and deploy once (skaffold run); PROFILES=, PLATFORM=
-	$(SKAFFOLD) run $(SKAFFOLD_FLAGS)
+deploy: ## Build and deploy once (skaffold run); PROFILES=, PLATFORM=
+	$(SKAFFOLD_RUN) run $(SKAFFOLD_FLAGS)
 
 .PHONY: undeploy
-undeploy: $(SKAFFOLD) $(KUSTOMIZE) ## Delete what deploy created (skaffold delete); PROFILES=
-	$(SKAFFOLD) delete $(if $(PROFILES),--profile=$(PROFILES))
+undeploy: ## Delete what deploy created (skaffold delete); PROFILES=
+	$(SKAFFOLD_RUN) delete $(if $(PROFILES),--profile=$(PROFILES))
 
 .PHONY: render
-render: $(SKAFFOLD) $(KUSTOMIZE) ## Print the manifests skaffold would apply, offline; PROFILES=
-	@$(SKAFFOLD) render --offline=true --digest-source=none $(if $(PROFILES),--profile=$(PROFILES))
-
-$(BIN)/skaffold: tools/skaffold/go.mod
-	cd tools/skaffold && GOWORK=off go build -o $(CURDIR)/$@ \
-	  -ldflags "-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$(SKAFFOLD_VERSION)" \
-	  github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold
-
-$(BIN)/kustomize: tools/kustomize/go.mod
-	cd tools/kustomize && GOWORK=off go build -o $(CURDIR)/$@ sigs.k8s.io/kustomize/kustomize/v5
+render: ## Print the manifests skaffold would apply, offline; PROFILES=
+	@$(SKAFFOLD_RUN) render --offline=true --digest-source=none $(if $(PROFILES),--profile=$(PROFILES))
 
 .PHONY: bench
 bench: ## Measure the project against a plain gRPC baseline (~1 minute); writes local/bench/results/latest.{json,md}
@@ -101,6 +104,7 @@ proto: ## Regenerate the Go code of proto/ with the pinned protoc plugins
 .PHONY: tidy
 tidy: ## Run go mod tidy in every module
 	@for d in $$(go list -m -f '{{.Dir}}'); do (cd $$d && go mod tidy) || exit 1; done
+	@for d in $(OUTSIDE_MODULES); do (cd $$d && GOWORK=off go mod tidy) || exit 1; done
 
 .PHONY: clean
 clean: ## Remove built binaries
