@@ -92,9 +92,12 @@ render: ## Print the manifests skaffold would apply, offline; PROFILES=
 bench: ## Measure the project against a plain gRPC baseline (~1 minute); writes local/bench/results/latest.{json,md}
 	go run ./local/bench
 
+# The version stamped into binaries (--version); images get their tag.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 .PHONY: build
-build: ## Build the greeter, health and web binaries into bin/
-	go build -o $(BIN)/ ./services/greeter ./health ./web
+build: ## Build the greeter, health and web binaries into bin/, stripped and stamped with VERSION
+	go build -trimpath -ldflags "-s -w -X github.com/micro/kubernetes/pkg/k8s.version=$(VERSION)" -o $(BIN)/ ./services/greeter ./health ./web
 
 .PHONY: proto
 proto: ## Regenerate the Go code of proto/ with the pinned protoc plugins

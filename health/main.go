@@ -38,8 +38,9 @@ func main() {
 		os.Exit(2)
 	}
 	app := &cli.App{
-		Name:  "health",
-		Usage: "answer GET " + probe.Path + " by calling a go-micro service's Debug.Health",
+		Name:    "health",
+		Version: k8s.Version(),
+		Usage:   "answer GET " + probe.Path + " by calling a go-micro service's Debug.Health",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "health_address", EnvVars: []string{"MICRO_HEALTH_ADDRESS"}, Value: probe.DefaultAddress,
 				Usage: "Address the sidecar serves " + probe.Path + " on"},
@@ -97,7 +98,7 @@ func run(srv *http.Server) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	slog.Info("health sidecar listening", "address", srv.Addr)
+	slog.Info("health sidecar listening", "address", srv.Addr, "version", k8s.Version())
 
 	select {
 	case err := <-errc:

@@ -42,7 +42,13 @@ func main() {
 	wait := flag.Duration("wait", 0, "wait this long at most for the target to answer before starting")
 	healthAddr := flag.String("health_address", "", "serve /health here while running (the pod's probes); empty: do not")
 	asJSON := flag.Bool("json", false, "print the result as JSON")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println("loadgen version", k8s.Version())
+		return
+	}
+	slog.Info("starting", "service", "loadgen", "version", k8s.Version())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

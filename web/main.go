@@ -27,6 +27,9 @@ const serviceName = "web"
 const flagGreeterTimeout = "greeter_timeout"
 
 func main() {
+	if k8s.PrintVersion(os.Stdout, serviceName, os.Args[1:]) {
+		return
+	}
 	if err := k8s.SetupLogging(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

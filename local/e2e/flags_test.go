@@ -30,6 +30,26 @@ func TestHelpListsTheFlagsAndExits(t *testing.T) {
 	}
 }
 
+// The binaries here are not stamped (make build and the images are), so
+// they say "dev"; and --help lists the flag.
+func TestVersionIsPrintedAndExits(t *testing.T) {
+	for _, name := range []string{"greeter", "health", "web"} {
+		t.Run(name, func(t *testing.T) {
+			out, err := runFor(t, 10*time.Second, name, "--version")
+			if err != nil {
+				t.Fatalf("%s --version: %v\n%s", name, err, out)
+			}
+			if want := name + " version dev\n"; out != want {
+				t.Errorf("%s --version said %q, want %q", name, out, want)
+			}
+			help, _ := runFor(t, 10*time.Second, name, "--help")
+			if !strings.Contains(help, "--version") {
+				t.Errorf("%s --help does not list --version", name)
+			}
+		})
+	}
+}
+
 func TestBadConfigurationFailsWithAMessage(t *testing.T) {
 	cases := []struct {
 		name string

@@ -57,6 +57,7 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 	defaults := []micro.Option{
 		micro.Server(grpcserver.NewServer(
 			server.Name(name),
+			server.Version(version),
 			server.Address(DefaultAddress()),
 			server.Registry(reg),
 			server.Broker(brk),
@@ -72,6 +73,7 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 		micro.Cmd(newCmd(&current)),
 		micro.Flags(m.flag()),
 		micro.WrapHandler(m.observeRPC),
+		micro.BeforeStart(logStart(name)),
 		micro.BeforeStart(m.start),
 		micro.AfterStop(m.stop),
 	}
@@ -111,6 +113,8 @@ func NewClient(opts ...client.Option) client.Client {
 // its own rather than go-micro's package-level one.
 func newCmd(current *selector.Selector) cmd.Cmd {
 	return cmd.NewCmd(
+		// Lists --version in --help; mains answer it (PrintVersion).
+		cmd.Version(version),
 		cmd.Selector(current),
 		func(o *cmd.Options) {
 			o.Selectors = map[string]func(...selector.Option) selector.Selector{
@@ -129,9 +133,11 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 	m := newTelemetry()
 	defaults := []web.Option{
 		web.Name(name),
+		web.Version(version),
 		web.Address(DefaultAddress()),
 		web.MicroService(newService(name, m)),
 		web.Server(newHTTPServer()),
+		web.BeforeStart(logStart(name)),
 		web.BeforeStart(m.start),
 		web.AfterStop(m.stop),
 	}

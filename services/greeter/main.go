@@ -18,6 +18,9 @@ import (
 )
 
 func main() {
+	if k8s.PrintVersion(os.Stdout, greeterv1.ServiceName, os.Args[1:]) {
+		return
+	}
 	if err := k8s.SetupLogging(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
