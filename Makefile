@@ -56,7 +56,13 @@ OUTSIDE_MODULES := cluster tools tools/skaffold tools/kustomize tools/kwok
 .PHONY: test-cluster
 test-cluster: ## Apply every skaffold profile to a real Kubernetes control plane on loopback (the first run builds it: ~20 min)
 	@cd tools && GOWORK=off go run . kube-apiserver kube-controller-manager kube-scheduler kubectl kwok skaffold kustomize >/dev/null
-	cd cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 20m ./...
+	cd cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 20m .
+
+.PHONY: test-images
+test-images: ## Build the images with skaffold (ko) and run them with podman as the manifests do; prints their sizes (installs podman and runc)
+	@scripts/need.sh podman:podman runc:runc
+	@cd tools && GOWORK=off go run . skaffold kustomize >/dev/null
+	cd cluster && GOWORK=off go test -count=1 -timeout 20m -v ./images/
 
 .PHONY: test-deps
 test-deps: ## Install what the tests need: protoc and chromium

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/micro/kubernetes/cluster/controlplane"
+	"github.com/micro/kubernetes/cluster/skaffold"
 	"github.com/micro/kubernetes/tools/tool"
 )
 
@@ -26,7 +27,7 @@ type environment struct {
 	dir  string // the control plane's files
 	cp   *controlplane.ControlPlane
 	// skaffold runs the pinned skaffold against the control plane.
-	skaffold *skaffold
+	skaffold *skaffold.Runner
 }
 
 func TestMain(m *testing.M) {
@@ -113,7 +114,8 @@ func setup(ctx context.Context) (_ *environment, cleanup func(), err error) {
 	if err != nil {
 		return nil, cleanup, fmt.Errorf("start the control plane: %w", err)
 	}
-	sk, err := newSkaffold(root, dir, cp.Kubeconfig, bins)
+	sk, err := skaffold.New(bins["skaffold"], root, dir,
+		[]string{filepath.Dir(bins["kubectl"]), filepath.Dir(bins["kustomize"])}, "KUBECONFIG="+cp.Kubeconfig)
 	if err != nil {
 		return nil, cleanup, err
 	}

@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
+
+	"github.com/micro/kubernetes/cluster/skaffold"
 )
 
 // rolloutTimeout bounds how long a profile may take to become Available:
@@ -36,12 +38,12 @@ const fieldManager = "micro-cluster-test"
 // alone, and all of them, each into a namespace of its own, with server-side
 // apply; then checks that it rolls out and is wired.
 func TestProfiles(t *testing.T) {
-	f, err := readSkaffoldFile(env.root)
+	f, err := skaffold.ReadFile(env.root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := map[string][]string{"base": nil, "all": f.profileNames()}
-	for _, p := range f.profileNames() {
+	cases := map[string][]string{"base": nil, "all": f.ProfileNames()}
+	for _, p := range f.ProfileNames() {
 		cases[p] = []string{p}
 	}
 	for name, profiles := range cases {
@@ -49,7 +51,7 @@ func TestProfiles(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(t.Context(), rolloutTimeout)
 			defer cancel()
-			manifests, err := env.skaffold.render(ctx, t.TempDir(), profiles)
+			manifests, err := env.skaffold.Render(ctx, t.TempDir(), profiles)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +82,7 @@ var profileChecks = map[string]func(context.Context, *testing.T, string, []*unst
 	// application's pods themselves, which is where Linkerd's injector reads
 	// it. (The load generator stays outside the mesh, like outside traffic.)
 	"conduit": func(ctx context.Context, t *testing.T, ns string, _ []*unstructured.Unstructured) {
-		base, err := env.skaffold.render(ctx, t.TempDir(), nil)
+		base, err := env.skaffold.Render(ctx, t.TempDir(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
