@@ -101,9 +101,12 @@ bench: ## Measure the project against a plain gRPC baseline (~1 minute); writes 
 # The version stamped into binaries (--version); images get their tag.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
+# Every go-micro service: a folder of services/ with a main.go.
+SERVICES = $(patsubst %/main.go,./%,$(wildcard services/*/main.go))
+
 .PHONY: build
-build: ## Build the greeter, health and web binaries into bin/, stripped and stamped with VERSION
-	go build -trimpath -ldflags "-s -w -X github.com/micro/kubernetes/pkg/k8s.version=$(VERSION)" -o $(BIN)/ ./services/greeter ./health ./web
+build: ## Build every service, the health sidecar and web into bin/, stripped and stamped with VERSION
+	go build -trimpath -ldflags "-s -w -X github.com/micro/kubernetes/pkg/k8s.version=$(VERSION)" -o $(BIN)/ $(SERVICES) ./health ./web
 
 .PHONY: proto
 proto: ## Regenerate the Go code of proto/ with the pinned protoc plugins

@@ -68,16 +68,23 @@ func code(t *testing.T, s Skaffold) Code {
 	if err != nil {
 		t.Fatal(err)
 	}
+	listen := map[string][]int{
+		"web":     {k8s.DefaultPort, k8s.MetricsPort},
+		"health":  {sidecarPort},
+		"loadgen": {k8s.DefaultPort}, // its -health_address in the manifest
+	}
+	metrics := []string{"web"}
+	// Every go-micro service (the greeter, and any make new-service adds)
+	// is a k8s.NewService: gRPC on DefaultPort, metrics on MetricsPort.
+	for _, img := range s.ServiceImages() {
+		listen[img] = []int{k8s.DefaultPort, k8s.MetricsPort}
+		metrics = append(metrics, img)
+	}
 	return Code{
-		ListenPorts: map[string][]int{
-			"greeter": {k8s.DefaultPort, k8s.MetricsPort},
-			"web":     {k8s.DefaultPort, k8s.MetricsPort},
-			"health":  {sidecarPort},
-			"loadgen": {k8s.DefaultPort}, // its -health_address in the manifest
-		},
+		ListenPorts:     listen,
 		MetricsPort:     k8s.MetricsPort,
 		MetricsPath:     k8s.MetricsPath,
-		MetricsImages:   []string{"greeter", "web"},
+		MetricsImages:   metrics,
 		SelectorPort:    k8s.DefaultPort,
 		Greeter:         greeterv1.ServiceName,
 		SidecarImage:    "health",

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 )
@@ -114,6 +115,24 @@ func (s Skaffold) Images(profiles []string) []string {
 		}
 		for _, a := range b.Artifacts {
 			images = append(images, a.Image)
+		}
+	}
+	return images
+}
+
+// ServicesDir is where the go-micro services live: an artifact built from a
+// main package there is one.
+const ServicesDir = "./services/"
+
+// ServiceImages are the images of the go-micro services (see ServicesDir):
+// the greeter, and every service make new-service adds.
+func (s Skaffold) ServiceImages() []string {
+	var images []string
+	for _, b := range s.Builds() {
+		for _, a := range b.Artifacts {
+			if a.Ko != nil && strings.HasPrefix(a.Ko.Main, ServicesDir) {
+				images = append(images, a.Image)
+			}
 		}
 	}
 	return images

@@ -24,24 +24,33 @@ func main() {
 	flag.IntVar(&ports.Health, "health-port", 9091, "port of the greeter's health sidecar")
 	flag.IntVar(&ports.GreeterMetrics, "greeter-metrics-port", 9092, "port of the greeter's Prometheus metrics")
 	flag.IntVar(&ports.WebMetrics, "web-metrics-port", 9093, "port of the web frontend's Prometheus metrics")
+	servicesPort := flag.Int("services-port", 9100, "first port of the other services: each takes two (gRPC, metrics), in name order")
 	bin := flag.String("bin", "bin", "folder to build the binaries into")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, ports); err != nil {
+	if err := run(ctx, *bin, ports, *servicesPort); err != nil {
 		slog.Error("local run failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin string, ports stack.Ports) error {
-	fmt.Println("building the greeter, the health sidecar and the web frontend...")
-	if err := stack.Build(ctx, bin); err != nil {
-		return err
-	}
+func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int) error {
 	root, err := stack.Root(ctx)
 	if err != nil {
+		return err
+	}
+	others, err := stack.Services(root)
+	if err != nil {
+		return err
+	}
+	ports.Services = map[string]stack.ServicePorts{}
+	for i, name := range others {
+		ports.Services[name] = stack.ServicePorts{GRPC: servicesPort + 2*i, Metrics: servicesPort + 2*i + 1}
+	}
+	fmt.Println("building the greeter, the health sidecar and the web frontend...")
+	if err := stack.Build(ctx, bin); err != nil {
 		return err
 	}
 	s, err := stack.Start(ctx, stack.Options{
@@ -58,9 +67,11 @@ func run(ctx context.Context, bin string, ports stack.Ports) error {
     health sidecar: %[2]s
     greeter gRPC:   %[3]s
     metrics:        %[4]s %[5]s
-  Ctrl-C stops everything.
-
 `, ports.URL(), ports.HealthURL(), ports.GreeterAddress(), ports.MetricsURL("web"), ports.MetricsURL("greeter"))
+	for _, name := range others {
+		fmt.Printf("    %-15s %s (metrics %s)\n", name+" gRPC:", ports.ServiceAddress(name), ports.MetricsURL(name))
+	}
+	fmt.Print("  Ctrl-C stops everything.\n\n")
 
 	select {
 	case <-ctx.Done():

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +33,27 @@ var packages = []struct{ name, pkg string }{
 	{"web", "./web"},
 }
 
+// ServicesDir holds a folder per go-micro service, relative to the root.
+const ServicesDir = "services"
+
+// Services are the go-micro services in ServicesDir besides the greeter
+// (which the stack always runs, with its sidecar and the web frontend in
+// front): each added by make new-service, sorted. They run too, each on
+// ports of its own (Ports.Services).
+func Services(root string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(root, ServicesDir))
+	if err != nil {
+		return nil, fmt.Errorf("listing the services: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(root, ServicesDir, e.Name(), "main.go")); e.IsDir() && err == nil && e.Name() != greeterv1.ServiceName {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
 // StopTimeout bounds a graceful stop before processes are killed.
 const StopTimeout = 15 * time.Second
 
@@ -39,11 +62,28 @@ type Ports struct {
 	Greeter, Health, Web int
 	// Prometheus metrics of the greeter and the web frontend.
 	GreeterMetrics, WebMetrics int
+	// Services are the ports of the other services to run (see Services),
+	// by name; a service not here does not run.
+	Services map[string]ServicePorts
+}
+
+// ServicePorts are where one more service listens: gRPC and metrics.
+type ServicePorts struct{ GRPC, Metrics int }
+
+// ServiceAddress is where a service serves gRPC: the greeter or another.
+func (p Ports) ServiceAddress(name string) string {
+	if name == greeterv1.ServiceName {
+		return p.GreeterAddress()
+	}
+	return loopback(p.Services[name].GRPC)
 }
 
 // MetricsURL is where one process serves its metrics.
 func (p Ports) MetricsURL(name string) string {
 	port := map[string]int{"greeter": p.GreeterMetrics, "web": p.WebMetrics}[name]
+	if sp, ok := p.Services[name]; ok {
+		port = sp.Metrics
+	}
 	return "http://" + loopback(port) + "/metrics"
 }
 
@@ -88,6 +128,13 @@ func Build(ctx context.Context, dir string) error {
 	for _, p := range packages {
 		args = append(args, p.pkg)
 	}
+	others, err := Services(root)
+	if err != nil {
+		return err
+	}
+	for _, name := range others {
+		args = append(args, "./"+ServicesDir+"/"+name)
+	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -96,10 +143,11 @@ func Build(ctx context.Context, dir string) error {
 	return nil
 }
 
-// Stack is the three processes, running.
+// Stack is the processes, running.
 type Stack struct {
 	Ports Ports
 	dir   string
+	order []string // start order; Stop goes backwards
 	args  map[string][]string
 	env   map[string][]string
 	out   io.Writer
@@ -128,11 +176,13 @@ type Options struct {
 // answer their health checks.
 func Start(ctx context.Context, o Options) (*Stack, error) {
 	ports, greeter := o.Ports, o.Ports.GreeterAddress()
+	// No DNS knows the services here: pin each to its loopback address.
+	pinned := []string{greeterv1.ServiceName + "=" + greeter}
 	s := &Stack{
 		Ports: ports,
 		dir:   o.Bin,
 		args: map[string][]string{
-			"greeter": {"--server_address=" + greeter, "--metrics_address=" + loopback(ports.GreeterMetrics), "--config_file=" + o.ConfigFile},
+			"greeter": serviceArgs(greeter, loopback(ports.GreeterMetrics), o.ConfigFile),
 			"health": {
 				"--server_name=" + greeterv1.ServiceName,
 				"--server_address=" + greeter,
@@ -140,17 +190,23 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			},
 			"web": {"--server_address=" + loopback(ports.Web), "--metrics_address=" + loopback(ports.WebMetrics), "--config_file=" + o.ConfigFile},
 		},
-		env: map[string][]string{
-			// No DNS knows "greeter" here: pin it to its loopback address.
-			"web": {"STATIC_SELECTOR_ADDRESSES=" + greeterv1.ServiceName + "=" + greeter},
-		},
+		env:    map[string][]string{},
 		out:    o.Out,
 		procs:  map[string]*exec.Cmd{},
 		done:   map[string]chan struct{}{},
 		exited: make(chan string, 64),
 	}
-	for _, p := range packages {
-		if err := s.start(p.name); err != nil {
+	s.order = append(s.order, "greeter")
+	for _, name := range slices.Sorted(maps.Keys(ports.Services)) {
+		p := ports.Services[name]
+		s.args[name] = serviceArgs(loopback(p.GRPC), loopback(p.Metrics), o.ConfigFile)
+		s.order = append(s.order, name)
+		pinned = append(pinned, name+"="+loopback(p.GRPC))
+	}
+	s.order = append(s.order, "health", "web")
+	s.env["web"] = []string{"STATIC_SELECTOR_ADDRESSES=" + strings.Join(pinned, ",")}
+	for _, name := range s.order {
+		if err := s.start(name); err != nil {
 			s.Stop()
 			return nil, err
 		}
@@ -162,10 +218,19 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	return s, nil
 }
 
+// serviceArgs are the flags of a go-micro service of the stack.
+func serviceArgs(addr, metrics, config string) []string {
+	return []string{"--server_address=" + addr, "--metrics_address=" + metrics, "--config_file=" + config}
+}
+
 func (s *Stack) start(name string) error {
 	cmd := exec.Command(filepath.Join(s.dir, name), s.args[name]...)
 	cmd.Env = append(os.Environ(), s.env[name]...)
-	w := &prefixWriter{prefix: fmt.Sprintf("%-7s | ", name), out: s.out, mu: &s.outMu}
+	width := 7 // the longest of greeter, health and web
+	for _, n := range s.order {
+		width = max(width, len(n))
+	}
+	w := &prefixWriter{prefix: fmt.Sprintf("%-*s | ", width, name), out: s.out, mu: &s.outMu}
 	cmd.Stdout, cmd.Stderr = w, w
 	detach(cmd)
 	if err := cmd.Start(); err != nil {
@@ -204,6 +269,11 @@ func (s *Stack) Restart(name string) error {
 func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	for name := range s.Ports.Services {
+		if err := s.waitListening(ctx, name, limit); err != nil {
+			return err
+		}
+	}
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, url := range []string{s.Ports.HealthURL(), s.Ports.URL() + "/health"} {
 		for {
@@ -224,6 +294,25 @@ func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// waitListening waits until a service accepts connections on its gRPC port.
+func (s *Stack) waitListening(ctx context.Context, name string, limit time.Duration) error {
+	addr := s.Ports.ServiceAddress(name)
+	for {
+		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case n := <-s.exited:
+			return fmt.Errorf("%s exited before the application was ready", n)
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not listen on %s within %s (last error: %v)", name, addr, limit, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // Exited receives the name of each process that ends.
@@ -292,11 +381,12 @@ func (s *Stack) Wait(name string, limit time.Duration) error {
 }
 
 // Stop sends SIGTERM to each process, callers before callees (web, the
-// sidecar, the greeter), waits for it to exit, and kills it if it is still
-// running after StopTimeout. It returns once all have exited.
+// sidecar, the other services, the greeter), waits for it to exit, and kills
+// it if it is still running after StopTimeout. It returns once all have
+// exited.
 func (s *Stack) Stop() {
-	for i := len(packages) - 1; i >= 0; i-- {
-		name := packages[i].name
+	for i := len(s.order) - 1; i >= 0; i-- {
+		name := s.order[i]
 		s.mu.Lock()
 		cmd, done, ok := s.procs[name], s.done[name], s.procs[name] != nil
 		s.mu.Unlock()
