@@ -113,6 +113,16 @@ proto: ## Regenerate the Go code of proto/ with the pinned protoc plugins
 	@scripts/need.sh protoc:protobuf-compiler
 	proto/generate.sh
 
+.PHONY: new-service
+new-service: ## Add a go-micro service next to the greeter, derived from it: make new-service NAME=orders
+	@scripts/need.sh protoc:protobuf-compiler
+	@go build -o $(BIN)/template ./local/template && $(BIN)/template new-service "$(NAME)"
+
+.PHONY: rename
+rename: ## Rewrite the Go module path everywhere: make rename MODULE=github.com/you/shop
+	@scripts/need.sh protoc:protobuf-compiler
+	@go build -o $(BIN)/template ./local/template && $(BIN)/template rename "$(MODULE)"
+
 .PHONY: tidy
 tidy: ## Run go mod tidy in every module
 	@for d in $$(go list -m -f '{{.Dir}}'); do (cd $$d && go mod tidy) || exit 1; done

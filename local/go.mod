@@ -12,6 +12,7 @@ require (
 	github.com/micro/kubernetes/services/greeter v0.0.0-00010101000000-000000000000
 	github.com/micro/kubernetes/web v0.0.0-00010101000000-000000000000
 	go-micro.dev/v6 v6.3.10
+	golang.org/x/mod v0.41.0
 	google.golang.org/grpc v1.85.0
 )
 
@@ -86,7 +87,6 @@ require (
 	go.uber.org/zap v1.27.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/exp v0.0.0-20250305212735-054e65f0b394 // indirect
-	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.23.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect

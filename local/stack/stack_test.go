@@ -1,0 +1,66 @@
+package stack
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// TestEveryServiceRuns builds and starts the stack with every service of
+// services/ (the greeter, and each one make new-service added), each on free
+// ports, and asks each for its gRPC health: what make run starts.
+func TestEveryServiceRuns(t *testing.T) {
+	ctx := t.Context()
+	root, err := Root(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	if err := Build(ctx, bin); err != nil {
+		t.Fatal(err)
+	}
+	others, err := Services(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t),
+		Services: map[string]ServicePorts{}}
+	for _, name := range others {
+		ports.Services[name] = ServicePorts{GRPC: freePort(t), Metrics: freePort(t)}
+	}
+	s, err := Start(ctx, Options{Bin: bin, Ports: ports, ConfigFile: filepath.Join(root, ConfigFile), Out: t.Output()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	for _, name := range append([]string{"greeter"}, others...) {
+		conn, err := grpc.NewClient(ports.ServiceAddress(name), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rsp, err := healthpb.NewHealthClient(conn).Check(c, &healthpb.HealthCheckRequest{Service: name})
+		cancel()
+		conn.Close()
+		if err != nil || rsp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("%s at %s: gRPC health %v, %v; want SERVING", name, ports.ServiceAddress(name), rsp, err)
+		}
+	}
+	t.Logf("running: greeter and %v", others)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
