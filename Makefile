@@ -8,6 +8,9 @@ SHELL := /bin/bash
 # Every module of the workspace, as package patterns.
 PACKAGES = $(shell go list -m -f '{{.Path}}/...')
 BIN := bin
+# Every go-micro service: a folder of services/ with a main.go (the greeter,
+# and each one make new-service adds).
+SERVICES = $(patsubst %/main.go,./%,$(wildcard services/*/main.go))
 
 # Pinned tools (skaffold, kustomize, the control plane of test-cluster) are
 # built from source by tools/ into ~/.cache/micro-kubernetes, once per
@@ -36,11 +39,12 @@ test: test-deps vet ## Run every module's unit and end-to-end tests, then each f
 	go test -timeout 10m $(PACKAGES)
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
 
-# Each fuzz target, as package:function. Their seed corpora are committed in
+# Each fuzz target, as package:function: every service's FuzzHello (make
+# new-service copies the greeter's) and the web's. Their seed corpora are committed in
 # the packages' testdata/fuzz, and go test runs them as tests too. make test
 # fuzzes by count, not time: a -fuzztime of a few seconds can end before the
 # workers report, and the run fails with "context deadline exceeded".
-FUZZ_TARGETS := ./services/greeter/handler:FuzzHello ./web/frontend:FuzzFrontend
+FUZZ_TARGETS = $(addsuffix /handler:FuzzHello,$(SERVICES)) ./web/frontend:FuzzFrontend
 FUZZTIME ?= 1m
 
 .PHONY: fuzz
@@ -100,9 +104,6 @@ bench: ## Measure the project against a plain gRPC baseline (~1 minute); writes 
 
 # The version stamped into binaries (--version); images get their tag.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-
-# Every go-micro service: a folder of services/ with a main.go.
-SERVICES = $(patsubst %/main.go,./%,$(wildcard services/*/main.go))
 
 .PHONY: build
 build: ## Build every service, the health sidecar and web into bin/, stripped and stamped with VERSION
