@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +34,11 @@ func TestLocalRunStopsEverything(t *testing.T) {
 		t.Fatalf("building the runner: %v\n%s", err, out)
 	}
 
+	// Each other service of services/ takes two ports from -services-port.
+	others, err := stack.Services(root)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t)}
 	bin := filepath.Join(dir, "bin")
 	cmd := exec.CommandContext(ctx, runner,
@@ -41,7 +47,8 @@ func TestLocalRunStopsEverything(t *testing.T) {
 		"-greeter-port", strconv.Itoa(ports.Greeter),
 		"-health-port", strconv.Itoa(ports.Health),
 		"-greeter-metrics-port", strconv.Itoa(ports.GreeterMetrics),
-		"-web-metrics-port", strconv.Itoa(ports.WebMetrics))
+		"-web-metrics-port", strconv.Itoa(ports.WebMetrics),
+		"-services-port", strconv.Itoa(freePortRun(t, 2*len(others))))
 	cmd.Dir = root
 	out, w := io.Pipe()
 	cmd.Stdout, cmd.Stderr = w, w
@@ -71,8 +78,8 @@ func TestLocalRunStopsEverything(t *testing.T) {
 		t.Fatalf("GET /greeter through make run's stack: %d %s", a.status, a.body)
 	}
 	children := processesIn(t, bin)
-	if len(children) != 3 {
-		t.Fatalf("running from %s: %v, want greeter, health and web", bin, children)
+	if len(children) != 3+len(others) {
+		t.Fatalf("running from %s: %v, want greeter, health, web and %v", bin, children, others)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -113,4 +120,23 @@ func processesIn(t *testing.T, dir string) []string {
 		}
 	}
 	return found
+}
+
+// freePortRun returns a port p such that p to p+n-1 are free.
+func freePortRun(t *testing.T, n int) int {
+	t.Helper()
+	for range 100 {
+		p, free := freePort(t), true
+		for i := 1; i < n && free; i++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+i)))
+			if free = err == nil; free {
+				l.Close()
+			}
+		}
+		if free {
+			return p
+		}
+	}
+	t.Fatalf("found no %d free ports in a row", n)
+	return 0
 }

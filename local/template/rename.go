@@ -7,6 +7,7 @@ import (
 	"go/format"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -60,11 +61,16 @@ func rename(ctx context.Context, root, to string, t *tx, generate func(context.C
 			continue // binary, or nothing to rename
 		}
 		out := bytes.ReplaceAll(data, []byte(from), []byte(to))
-		if strings.HasSuffix(rel, ".go") && !generatedCode(rel) {
-			// Imports are sorted by path: the new one may sort elsewhere.
-			if out, err = format.Source(out); err != nil {
-				return nil, fmt.Errorf("%s: %w", rel, err)
-			}
+		// Imports and requirements are sorted by path: the new one may
+		// sort elsewhere.
+		switch {
+		case strings.HasSuffix(rel, ".go") && !generatedCode(rel):
+			out, err = format.Source(out)
+		case path.Base(rel) == "go.mod":
+			out, err = sortRequirements(rel, out)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", rel, err)
 		}
 		changes = append(changes, change{rel, out})
 	}
@@ -77,6 +83,17 @@ func rename(ctx context.Context, root, to string, t *tx, generate func(context.C
 		return nil, rollback(t, err)
 	}
 	return t.written(), nil
+}
+
+// sortRequirements sorts a go.mod's require blocks, as go mod tidy does.
+func sortRequirements(name string, data []byte) ([]byte, error) {
+	f, err := modfile.Parse(name, data, nil)
+	if err != nil {
+		return nil, err
+	}
+	f.SortBlocks()
+	f.Cleanup()
+	return modfile.Format(f.Syntax), nil
 }
 
 // trackedFiles are the repository's files: what git tracks, and new files

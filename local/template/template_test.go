@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,8 +49,8 @@ func TestTakenNamesAreRefused(t *testing.T) {
 			t.Errorf("%s: %v, want it refused as taken", name, err)
 		}
 	}
-	if err := checkFree(root, names{Name: "orders"}); err != nil {
-		t.Errorf("orders: %v, want it free", err)
+	if n := freeName(t, root); checkFree(root, n) != nil {
+		t.Errorf("%s: want it free", n.Name)
 	}
 }
 
@@ -59,7 +60,7 @@ func TestTakenNamesAreRefused(t *testing.T) {
 func TestFailureMidwayLeavesTheTreeAsItWas(t *testing.T) {
 	root := copyRepo(t)
 	before := snapshot(t, root)
-	n, _ := parseName("orders")
+	n := freeName(t, root)
 	changes, err := planService(root, n)
 	if err != nil {
 		t.Fatal(err)
@@ -95,13 +96,13 @@ func TestNewServiceAndRenameInACopy(t *testing.T) {
 	const module = "example.com/acme/shop"
 	inCopy(t, root, "git", "init", "-q")
 	inCopy(t, root, "git", "add", "-A")
-	out := inCopy(t, root, "go", "run", "./local/template", "new-service", "orders")
-	t.Logf("make new-service NAME=orders:\n%s", out)
+	n := freeName(t, root)
+	out := inCopy(t, root, "go", "run", "./local/template", "new-service", n.Name)
+	t.Logf("make new-service NAME=%s:\n%s", n.Name, out)
 	inCopy(t, root, "go", "run", "./local/template", "rename", module)
 
-	n, _ := parseName("orders")
 	r := replacer(n, template)
-	for _, dir := range []string{"services/orders", "proto/orders", "deploy/base/orders.yaml"} {
+	for _, dir := range []string{"services/" + n.Name, "proto/" + n.Name, "deploy/base/" + n.Name + ".yaml"} {
 		err := filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err
@@ -136,12 +137,31 @@ func TestNewServiceAndRenameInACopy(t *testing.T) {
 		t.Errorf("files still name the old module:\n%s", out)
 	}
 
-	mods := strings.Fields(inCopy(t, root, "go", "list", "-m", "-f", "{{.Dir}}"))
-	for _, dir := range mods {
-		inCopy(t, dir, "go", "vet", "./...")
-	}
+	// What make test checks first: gofmt, tidy go.mod files, go vet.
+	inCopy(t, root, "make", "vet")
 	inCopy(t, root, "go", "test", "-count=1",
-		module+"/services/orders/...", module+"/proto/...", module+"/deploy/...", module+"/local/stack/...")
+		module+"/services/"+n.Name+"/...", module+"/proto/...", module+"/deploy/...", module+"/local/stack/...")
+}
+
+// freeName is a name for a new service that is free in root: orders, or
+// orders-2... in a fork that has an orders service already.
+func freeName(t *testing.T, root string) names {
+	t.Helper()
+	for i := 1; i < 10; i++ {
+		name := "orders"
+		if i > 1 {
+			name += "-" + strconv.Itoa(i)
+		}
+		n, err := parseName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if checkFree(root, n) == nil {
+			return n
+		}
+	}
+	t.Fatal("no free name for a new service")
+	return names{}
 }
 
 // repoRoot is this repository's root.
