@@ -93,7 +93,14 @@ func TestFailureMidwayLeavesTheTreeAsItWas(t *testing.T) {
 // greeter with its names changed, and nothing may name the old module.
 func TestNewServiceAndRenameInACopy(t *testing.T) {
 	root := copyRepo(t)
-	const module = "example.com/acme/shop"
+	from, err := currentModule(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	module := "example.com/acme/shop"
+	if module == from {
+		module = "example.com/acme/store"
+	}
 	inCopy(t, root, "git", "init", "-q")
 	inCopy(t, root, "git", "add", "-A")
 	n := freeName(t, root)
@@ -120,7 +127,7 @@ func TestNewServiceAndRenameInACopy(t *testing.T) {
 			}
 			// Derived, not drifted: with the names put back (and the
 			// module), each file is the greeter's.
-			back := strings.ReplaceAll(r.Replace(string(data)), module, "github.com/micro/kubernetes")
+			back := strings.ReplaceAll(r.Replace(string(data)), module, from)
 			orig, err := os.ReadFile(filepath.Join(repoRoot(t), r.Replace(rel)))
 			if err != nil {
 				t.Errorf("%s: no greeter file it comes from: %v", rel, err)
@@ -133,7 +140,7 @@ func TestNewServiceAndRenameInACopy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if out := inCopyMay(root, "grep", "-rIl", "github.com/micro/kubernetes", "--exclude-dir=.git", "."); out != "" {
+	if out := inCopyMay(root, "grep", "-rIl", from, "--exclude-dir=.git", "."); out != "" {
 		t.Errorf("files still name the old module:\n%s", out)
 	}
 
