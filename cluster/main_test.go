@@ -8,14 +8,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/micro/kubernetes/cluster/controlplane"
 	"github.com/micro/kubernetes/cluster/skaffold"
+	"github.com/micro/kubernetes/cluster/testrun"
 	"github.com/micro/kubernetes/tools/tool"
 )
 
@@ -31,44 +30,23 @@ type environment struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e, cleanup, err := setup(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cluster tests:", err)
-		cleanup()
-		return 1
-	}
-	// Ctrl-C or SIGTERM stops the control plane before exiting. Its
-	// processes also die with this one if it is killed (Pdeathsig).
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		s := <-signals
-		fmt.Fprintf(os.Stderr, "%v: stopping the control plane\n", s)
-		cancel()
-		cleanup()
-		os.Exit(130)
-	}()
-	if os.Getenv(holdEnv) != "" {
-		// For TestInterrupt: report what runs, then wait to be stopped.
-		pids := fmt.Sprint(e.cp.Pids())
-		fmt.Printf("pids %s dir %s\n", strings.ReplaceAll(strings.Trim(pids, "[]"), " ", ","), e.dir)
-		select {}
-	}
-	env = e
-	code := m.Run()
-	signal.Stop(signals)
-	cleanup()
-	return code
+	os.Exit(testrun.Main("the control plane", func(ctx context.Context) (func(), error) {
+		e, cleanup, err := setup(ctx)
+		env = e
+		return cleanup, err
+	}, func() int {
+		if os.Getenv(holdEnv) != "" {
+			// For TestInterrupt: report what runs, then wait to be stopped.
+			pids := fmt.Sprint(env.cp.Pids())
+			fmt.Printf("pids %s dir %s\n", strings.ReplaceAll(strings.Trim(pids, "[]"), " ", ","), env.dir)
+			select {}
+		}
+		return m.Run()
+	}))
 }
 
 // setup builds (or finds in the cache) every tool and starts the control
-// plane. cleanup stops it and removes its files; it is safe to call twice.
+// plane. cleanup stops it and removes its files.
 func setup(ctx context.Context) (_ *environment, cleanup func(), err error) {
 	cleanup = func() {}
 	root, err := filepath.Abs("..")
@@ -94,12 +72,7 @@ func setup(ctx context.Context) (_ *environment, cleanup func(), err error) {
 		return nil, cleanup, fmt.Errorf("make the control plane's directory: %w", err)
 	}
 	var cp *controlplane.ControlPlane
-	done := false
 	cleanup = func() {
-		if done {
-			return
-		}
-		done = true
 		if cp != nil {
 			if err := cp.Stop(); err != nil {
 				fmt.Fprintln(os.Stderr, "stop the control plane:", err)

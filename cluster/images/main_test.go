@@ -6,15 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/micro/kubernetes/cluster/skaffold"
+	"github.com/micro/kubernetes/cluster/testrun"
 	"github.com/micro/kubernetes/tools/tool"
 )
 
@@ -37,34 +36,15 @@ type environment struct {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
+	os.Exit(testrun.Main("the image tests' containers", func(ctx context.Context) (func(), error) {
+		e, cleanup, err := setup(ctx)
+		env = e
+		return cleanup, err
+	}, m.Run))
 }
 
-func run(m *testing.M) int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	e, cleanup, err := setup(ctx)
-	go func() {
-		s := <-signals
-		fmt.Fprintf(os.Stderr, "%v: removing the containers and images\n", s)
-		cancel()
-		cleanup()
-		os.Exit(130)
-	}()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "image tests:", err)
-		cleanup()
-		return 1
-	}
-	env = e
-	code := m.Run()
-	signal.Stop(signals)
-	cleanup()
-	return code
-}
-
+// setup builds the images for linux/amd64 into a podman of its own.
+// cleanup removes the containers, stops podman and removes its storage.
 func setup(ctx context.Context) (_ *environment, cleanup func(), err error) {
 	cleanup = func() {}
 	e := &environment{}
@@ -84,12 +64,7 @@ func setup(ctx context.Context) (_ *environment, cleanup func(), err error) {
 	if e.dir, err = os.MkdirTemp("", "micro-images-"); err != nil {
 		return nil, cleanup, err
 	}
-	done := false
 	cleanup = func() {
-		if done {
-			return
-		}
-		done = true
 		if e.podman != nil {
 			if err := e.podman.stop(); err != nil {
 				fmt.Fprintln(os.Stderr, "stop podman:", err)
