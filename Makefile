@@ -37,6 +37,7 @@ run: ## Build and run the whole application on this machine (no cluster); Ctrl-C
 .PHONY: test
 test: test-deps vet ## Run every module's unit and end-to-end tests, then each fuzz target briefly (installs protoc and chromium)
 	go test -timeout 10m $(PACKAGES)
+	cd tools && GOWORK=off go test ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
 
 # Each fuzz target, as package:function: every service's FuzzHello (make

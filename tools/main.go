@@ -30,8 +30,12 @@ func main() {
 }
 
 func run(ctx context.Context, names []string) error {
+	byName := map[string]tool.Tool{}
+	for _, t := range tool.All() {
+		byName[t.Name] = t
+	}
 	if len(names) == 0 {
-		return fmt.Errorf("name the tools to build, of: %s", strings.Join(slices.Sorted(maps.Keys(tool.All)), " "))
+		return fmt.Errorf("name the tools to build, of: %s", strings.Join(slices.Sorted(maps.Keys(byName)), " "))
 	}
 	// This directory's parent is the repository root.
 	root, err := filepath.Abs("..")
@@ -43,7 +47,7 @@ func run(ctx context.Context, names []string) error {
 		return err
 	}
 	for _, name := range names {
-		t, ok := tool.All[name]
+		t, ok := byName[name]
 		if !ok {
 			return fmt.Errorf("unknown tool %q", name)
 		}

@@ -28,13 +28,19 @@ type Tool struct {
 	Module string
 	// Package is the main package to build.
 	Package string
-	// LDFlags stamp the version where the tool expects it; %s is replaced by
-	// the module version.
-	LDFlags string
+	// LDFlags stamp the module version where the tool expects it; nil for
+	// none.
+	LDFlags func(version string) string
 }
 
-const kubernetesLDFlags = "-X k8s.io/component-base/version.gitVersion=%[1]s " +
-	"-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
+// kubernetesLDFlags stamp a Kubernetes binary's version (v1.37.2: major 1,
+// minor 37): without them clients cannot parse the server's version.
+func kubernetesLDFlags(version string) string {
+	major, rest, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
+	minor, _, _ := strings.Cut(rest, ".")
+	return "-X k8s.io/component-base/version.gitVersion=" + version +
+		" -X k8s.io/component-base/version.gitMajor=" + major + " -X k8s.io/component-base/version.gitMinor=" + minor
+}
 
 // The tools, each built by `go build` in its pinning module.
 var (
@@ -46,18 +52,16 @@ var (
 	Skaffold          = Tool{
 		Name: "skaffold", ModuleDir: "tools/skaffold", Module: "github.com/GoogleContainerTools/skaffold/v2",
 		Package: "github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold",
-		LDFlags: "-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=%s",
+		LDFlags: func(v string) string {
+			return "-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=" + v
+		},
 	}
 	Kustomize = Tool{Name: "kustomize", ModuleDir: "tools/kustomize", Module: "sigs.k8s.io/kustomize/kustomize/v5", Package: "sigs.k8s.io/kustomize/kustomize/v5"}
 )
 
-// All are every tool, by name.
-var All = map[string]Tool{}
-
-func init() {
-	for _, t := range []Tool{APIServer, ControllerManager, Scheduler, Kubectl, Kwok, Skaffold, Kustomize} {
-		All[t.Name] = t
-	}
+// All are every tool.
+func All() []Tool {
+	return []Tool{APIServer, ControllerManager, Scheduler, Kubectl, Kwok, Skaffold, Kustomize}
 }
 
 func kubernetes(name string) Tool {
@@ -106,8 +110,8 @@ func (t Tool) Build(ctx context.Context, root, cache string, log io.Writer) (str
 	// never leaves a binary that a later run would take as complete.
 	tmp := bin + ".tmp"
 	args := []string{"build", "-o", tmp}
-	if t.LDFlags != "" {
-		args = append(args, "-ldflags", fmt.Sprintf(t.LDFlags, version))
+	if t.LDFlags != nil {
+		args = append(args, "-ldflags", t.LDFlags(version))
 	}
 	cmd := goCmd(ctx, filepath.Join(root, t.ModuleDir), append(args, t.Package)...)
 	cmd.Stdout, cmd.Stderr = log, log
