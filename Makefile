@@ -108,7 +108,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: build
 build: ## Build every service, the health sidecar and web into bin/, stripped and stamped with VERSION
-	go build -trimpath -ldflags "-s -w -X github.com/micro/kubernetes/pkg/k8s.version=$(VERSION)" -o $(BIN)/ $(SERVICES) ./health ./web
+	go build -trimpath -ldflags "-s -w -X $$(go list ./pkg/k8s).version=$(VERSION)" -o $(BIN)/ $(SERVICES) ./health ./web
 
 .PHONY: proto
 proto: ## Regenerate the Go code of proto/ with the pinned protoc plugins

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -174,8 +175,15 @@ func TestSkaffoldConfig(t *testing.T) {
 			t.Errorf("config %s: apiVersion %s, want skaffold/v4beta13", cfg.Metadata.Name, cfg.APIVersion)
 		}
 	}
+	// Every binary is stripped and stamped (k8s.Version) the same way; the
+	// loadgen's config repeats the app's flags (YAML anchors do not reach
+	// across documents), so they must agree.
+	stamp := "-X " + reflect.TypeFor[k8s.Live[int]]().PkgPath() + ".version={{.IMAGE_TAG}}"
 	for _, b := range s.Builds() {
 		for _, a := range b.Artifacts {
+			if a.Ko != nil && (!slices.Equal(a.Ko.Flags, []string{"-trimpath"}) || !slices.Equal(a.Ko.Ldflags, []string{"-s", "-w", stamp})) {
+				t.Errorf("artifact %s: flags %q, ldflags %q; want -trimpath, and -s -w %s", a.Image, a.Ko.Flags, a.Ko.Ldflags, stamp)
+			}
 			if a.Ko == nil || a.Ko.Main == "" || !strings.HasPrefix(a.Ko.FromImage, "gcr.io/distroless/static") || !strings.HasSuffix(a.Ko.FromImage, ":nonroot") {
 				t.Errorf("artifact %s: want the ko builder on a distroless static nonroot base", a.Image)
 			}

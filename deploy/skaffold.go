@@ -50,8 +50,10 @@ type build struct {
 type artifact struct {
 	Image string `json:"image"`
 	Ko    *struct {
-		Main      string `json:"main"`
-		FromImage string `json:"fromImage"`
+		Main      string   `json:"main"`
+		FromImage string   `json:"fromImage"`
+		Flags     []string `json:"flags"`
+		Ldflags   []string `json:"ldflags"`
 	} `json:"ko"`
 }
 
