@@ -14,13 +14,14 @@ import (
 type tx struct {
 	root     string
 	original map[string][]byte // path -> content before; nil: did not exist
-	dirs     []string          // folders it created, outermost first
+	modes    map[string]os.FileMode
+	dirs     []string // folders it created, outermost first
 	// write writes a file; tests replace it to fail midway.
 	write func(path string, data []byte, perm os.FileMode) error
 }
 
 func newTx(root string) *tx {
-	return &tx{root: root, original: map[string][]byte{}, write: os.WriteFile}
+	return &tx{root: root, original: map[string][]byte{}, modes: map[string]os.FileMode{}, write: os.WriteFile}
 }
 
 // put writes data to rel (a slash path under the root), remembering what
@@ -28,6 +29,10 @@ func newTx(root string) *tx {
 func (t *tx) put(rel string, data []byte) error {
 	path := filepath.Join(t.root, filepath.FromSlash(rel))
 	if _, seen := t.original[path]; !seen {
+		t.modes[path] = 0o644
+		if info, err := os.Stat(path); err == nil {
+			t.modes[path] = info.Mode().Perm() // a script stays executable
+		}
 		old, err := os.ReadFile(path)
 		switch {
 		case err == nil:
@@ -41,7 +46,7 @@ func (t *tx) put(rel string, data []byte) error {
 	if err := t.mkdirs(filepath.Dir(path)); err != nil {
 		return err
 	}
-	if err := t.write(path, data, 0o644); err != nil {
+	if err := t.write(path, data, t.modes[path]); err != nil {
 		return fmt.Errorf("writing %s: %w", rel, err)
 	}
 	return nil
@@ -76,7 +81,7 @@ func (t *tx) rollback() error {
 		if old == nil {
 			err = os.Remove(path)
 		} else {
-			err = os.WriteFile(path, old, 0o644)
+			err = os.WriteFile(path, old, t.modes[path])
 		}
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
