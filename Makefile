@@ -1,6 +1,7 @@
 # The front door: `make` lists every target. Each target installs what it
 # needs (Go tools are pinned in go.mod files; Debian packages come from apt
-# when run as root, or the target stops with the command to run).
+# when run as root, or the target stops with the command to run). A target
+# whose folder a fork deleted says so and does nothing (README, "Forking").
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -12,9 +13,9 @@ BIN := bin
 # and each one make new-service adds).
 SERVICES = $(patsubst %/main.go,./%,$(wildcard services/*/main.go))
 
-# Pinned tools (skaffold, kustomize, the control plane of test-cluster) are
-# built from source by tools/ into ~/.cache/micro-kubernetes, once per
-# version; their versions are in tools/*/go.mod and cluster/go.mod.
+# Pinned tools (skaffold, kustomize, the cluster's binaries) are built from
+# source by tools/ into ~/.cache/micro-kubernetes, once per version; each is
+# pinned by a go.mod in tools/.
 TOOL = $(shell cd tools && GOWORK=off go run . $(1))
 # skaffold and kustomize: yours if they are on PATH, else the pinned ones
 # (skaffold takes ~5 minutes to build the first time).
@@ -24,27 +25,66 @@ KUSTOMIZE = $(or $(shell command -v kustomize),$(call TOOL,kustomize))
 SKAFFOLD_RUN = PATH="$(dir $(KUSTOMIZE)):$$PATH" SKAFFOLD_UPDATE_CHECK=false $(SKAFFOLD)
 # make dev PROFILES=conduit,network-policies PLATFORM=linux/amd64
 SKAFFOLD_FLAGS = $(if $(PROFILES),--profile=$(PROFILES)) $(if $(PLATFORM),--platform=$(PLATFORM))
+# A recipe that needs a folder a fork may delete starts with $(call needs,FOLDER).
+needs = @if [ ! -d $(1) ]; then echo "$(1) is not in this repository: make $@ has nothing to do"; exit 0; fi;
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "; print "Usage: make <target>\n"} /^[a-z][a-z-]*:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "; print "Usage: make <target>"} \
+	  /^##@/ {printf "\n%s\n", substr($$0, 5)} \
+	  /^[a-z][a-z-]*:.*## / && $$1 != "help" {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+##@ Run on this machine
 
 .PHONY: run
-run: ## Build and run the whole application on this machine (no cluster); Ctrl-C stops it
-	@go build -o $(BIN)/local ./local
-	@$(BIN)/local -bin $(BIN)
+run: ## Build and run the whole application on loopback (no cluster); Ctrl-C stops it
+	$(call needs,dev/run) go build -o $(BIN)/run ./dev/run && $(BIN)/run -bin $(BIN)
+
+# The version stamped into binaries (--version); images get their tag.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build
+build: ## Build every service, the health sidecar and web into bin/, stripped and stamped with VERSION
+	go build -trimpath -ldflags "-s -w -X $$(go list ./pkg/k8s).version=$(VERSION)" -o $(BIN)/ $(SERVICES) ./health ./web
+
+##@ Test
 
 .PHONY: test
-test: test-deps vet ## Run every module's unit and end-to-end tests, then each fuzz target briefly (installs protoc and chromium)
-	go test -timeout 10m $(PACKAGES)
+test: test-deps vet ## Unit and end-to-end tests of every module, then each fuzz target briefly (installs protoc and chromium)
+	go test -timeout 15m $(PACKAGES)
 	cd tools && GOWORK=off go test ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
 
+# Modules outside go.work, each with its own dependency graph.
+OUTSIDE_MODULES = $(wildcard test/cluster tools tools/*/go.mod)
+
+.PHONY: test-cluster
+test-cluster: ## Apply every skaffold profile to a real Kubernetes control plane on loopback (the first run builds it: ~20 min)
+	$(call needs,test/cluster) cd tools && GOWORK=off go run . kube-apiserver kube-controller-manager kube-scheduler kubectl kwok skaffold kustomize >/dev/null && \
+	  cd ../test/cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 20m .
+
+.PHONY: test-images
+test-images: ## Build the images with skaffold (ko) and run them with podman as the manifests do (installs podman and runc)
+	$(call needs,test/cluster/images) tools/need.sh podman:podman runc:runc && \
+	  cd tools && GOWORK=off go run . skaffold kustomize >/dev/null && \
+	  cd ../test/cluster && GOWORK=off go test -count=1 -timeout 20m -v ./images/
+
+.PHONY: vet
+vet: ## Check formatting and tidy go.mod files, and run go vet, in every module
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
+	@for d in $$(go list -m -f '{{.Dir}}'); do \
+	  (cd $$d && go mod tidy -diff >/dev/null) || { echo "go.mod in $$d is not tidy: run make tidy" >&2; exit 1; }; \
+	done
+	go vet $(PACKAGES)
+	cd tools && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./...
+
 # Each fuzz target, as package:function: every service's FuzzHello (make
-# new-service copies the greeter's) and the web's. Their seed corpora are committed in
-# the packages' testdata/fuzz, and go test runs them as tests too. make test
-# fuzzes by count, not time: a -fuzztime of a few seconds can end before the
-# workers report, and the run fails with "context deadline exceeded".
+# new-service copies the greeter's) and the web's. Their seed corpora are
+# committed in the packages' testdata/fuzz, and go test runs them as tests
+# too. make test fuzzes by count, not time: a -fuzztime of a few seconds can
+# end before the workers report, and the run fails with "context deadline
+# exceeded".
 FUZZ_TARGETS = $(addsuffix /handler:FuzzHello,$(SERVICES)) ./web/frontend:FuzzFrontend
 FUZZTIME ?= 1m
 
@@ -55,36 +95,18 @@ fuzz: ## Fuzz each target for FUZZTIME (default 1m)
 	  go test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) "$${t%%:*}" || exit 1; \
 	done
 
-# Modules outside go.work, each with its own dependency graph.
-OUTSIDE_MODULES := cluster tools tools/skaffold tools/kustomize tools/kwok
-
-.PHONY: test-cluster
-test-cluster: ## Apply every skaffold profile to a real Kubernetes control plane on loopback (the first run builds it: ~20 min)
-	@cd tools && GOWORK=off go run . kube-apiserver kube-controller-manager kube-scheduler kubectl kwok skaffold kustomize >/dev/null
-	cd cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 20m .
-
-.PHONY: test-images
-test-images: ## Build the images with skaffold (ko) and run them with podman as the manifests do; prints their sizes (installs podman and runc)
-	@scripts/need.sh podman:podman runc:runc
-	@cd tools && GOWORK=off go run . skaffold kustomize >/dev/null
-	cd cluster && GOWORK=off go test -count=1 -timeout 20m -v ./images/
+.PHONY: bench
+bench: ## Measure the project against a plain gRPC baseline (~1 minute); writes dev/bench/results/latest.{json,md}
+	$(call needs,dev/bench) go run ./dev/bench
 
 .PHONY: test-deps
-test-deps: ## Install what the tests need: protoc and chromium
-	@scripts/need.sh protoc:protobuf-compiler chromium:chromium
+test-deps:
+	@tools/need.sh protoc:protobuf-compiler chromium:chromium
 
-.PHONY: vet
-vet: ## Check formatting, tidy go.mod files, and run go vet in every module
-	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
-	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
-	@for d in $$(go list -m -f '{{.Dir}}'); do \
-	  (cd $$d && go mod tidy -diff >/dev/null) || { echo "go.mod in $$d is not tidy: run make tidy" >&2; exit 1; }; \
-	done
-	go vet $(PACKAGES)
-	cd tools && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./...
+##@ Deploy to your cluster
 
 .PHONY: dev
-dev: ## Build, deploy and watch on your cluster (skaffold dev); PROFILES=, PLATFORM=
+dev: ## Build, deploy and watch (skaffold dev); PROFILES=, PLATFORM=
 	$(SKAFFOLD_RUN) dev $(SKAFFOLD_FLAGS)
 
 .PHONY: deploy
@@ -99,36 +121,27 @@ undeploy: ## Delete what deploy created (skaffold delete); PROFILES=
 render: ## Print the manifests skaffold would apply, offline; PROFILES=
 	@$(SKAFFOLD_RUN) render --offline=true --digest-source=none $(if $(PROFILES),--profile=$(PROFILES))
 
-.PHONY: bench
-bench: ## Measure the project against a plain gRPC baseline (~1 minute); writes local/bench/results/latest.{json,md}
-	go run ./local/bench
-
-# The version stamped into binaries (--version); images get their tag.
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-
-.PHONY: build
-build: ## Build every service, the health sidecar and web into bin/, stripped and stamped with VERSION
-	go build -trimpath -ldflags "-s -w -X $$(go list ./pkg/k8s).version=$(VERSION)" -o $(BIN)/ $(SERVICES) ./health ./web
-
-.PHONY: proto
-proto: ## Regenerate the Go code of proto/ with the pinned protoc plugins
-	@scripts/need.sh protoc:protobuf-compiler
-	proto/generate.sh
+##@ Make it yours
 
 .PHONY: new-service
 new-service: ## Add a go-micro service next to the greeter, derived from it: make new-service NAME=orders
-	@scripts/need.sh protoc:protobuf-compiler
-	@go build -o $(BIN)/template ./local/template && $(BIN)/template new-service "$(NAME)"
+	$(call needs,dev/scaffold) tools/need.sh protoc:protobuf-compiler && \
+	  go build -o $(BIN)/scaffold ./dev/scaffold && $(BIN)/scaffold new-service "$(NAME)"
 
 .PHONY: rename
 rename: ## Rewrite the Go module path everywhere: make rename MODULE=github.com/you/shop
-	@scripts/need.sh protoc:protobuf-compiler
-	@go build -o $(BIN)/template ./local/template && $(BIN)/template rename "$(MODULE)"
+	$(call needs,dev/scaffold) tools/need.sh protoc:protobuf-compiler && \
+	  go build -o $(BIN)/scaffold ./dev/scaffold && $(BIN)/scaffold rename "$(MODULE)"
+
+.PHONY: proto
+proto: ## Regenerate the Go code of proto/ with the pinned protoc plugins
+	@tools/need.sh protoc:protobuf-compiler
+	proto/generate.sh
 
 .PHONY: tidy
 tidy: ## Run go mod tidy in every module
 	@for d in $$(go list -m -f '{{.Dir}}'); do (cd $$d && go mod tidy) || exit 1; done
-	@for d in $(OUTSIDE_MODULES); do (cd $$d && GOWORK=off go mod tidy) || exit 1; done
+	@for d in $(patsubst %/go.mod,%,$(OUTSIDE_MODULES)); do (cd $$d && GOWORK=off go mod tidy) || exit 1; done
 
 .PHONY: clean
 clean: ## Remove built binaries

@@ -1,4 +1,5 @@
-// Pins kustomize, which skaffold runs to render deploy/: `make kustomize`.
+// Pins kustomize, which skaffold runs to render deploy/ (make render, dev,
+// deploy) when none is on PATH.
 module github.com/micro/kubernetes/tools/kustomize
 
 go 1.26.0

@@ -1,5 +1,6 @@
-// Pins skaffold, built from source: `make skaffold`. A module of its own,
-// outside go.work, so its dependencies never mix with the application's.
+// Pins skaffold, built from source for the cluster tier, and for make dev,
+// deploy and render when none is on PATH. A module of its own, outside go.work,
+// so its dependencies never mix with the application's.
 module github.com/micro/kubernetes/tools/skaffold
 
 go 1.26.0

@@ -65,7 +65,7 @@ func All() []Tool {
 }
 
 func kubernetes(name string) Tool {
-	return Tool{Name: name, ModuleDir: "cluster", Module: "k8s.io/kubernetes", Package: "k8s.io/kubernetes/cmd/" + name, LDFlags: kubernetesLDFlags}
+	return Tool{Name: name, ModuleDir: "tools/kubernetes", Module: "k8s.io/kubernetes", Package: "k8s.io/kubernetes/cmd/" + name, LDFlags: kubernetesLDFlags}
 }
 
 // CacheDir is where built tools are kept: $MICRO_TOOLS_CACHE, or

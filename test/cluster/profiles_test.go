@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
 
-	"github.com/micro/kubernetes/cluster/skaffold"
+	"github.com/micro/kubernetes/test/cluster/skaffold"
 )
 
 // rolloutTimeout bounds how long a profile may take to become Available:

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/micro/kubernetes/cluster/controlplane"
-	"github.com/micro/kubernetes/cluster/skaffold"
-	"github.com/micro/kubernetes/cluster/testrun"
+	"github.com/micro/kubernetes/test/cluster/controlplane"
+	"github.com/micro/kubernetes/test/cluster/skaffold"
+	"github.com/micro/kubernetes/test/cluster/testrun"
 	"github.com/micro/kubernetes/tools/tool"
 )
 
@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 // plane. cleanup stops it and removes its files.
 func setup(ctx context.Context) (_ *environment, cleanup func(), err error) {
 	cleanup = func() {}
-	root, err := filepath.Abs("..")
+	root, err := filepath.Abs("../..")
 	if err != nil {
 		return nil, cleanup, err
 	}

@@ -1,16 +1,12 @@
-module github.com/micro/kubernetes/local
+module github.com/micro/kubernetes/dev
 
 go 1.26.0
 
 require (
-	github.com/chromedp/cdproto v0.159.0
-	github.com/chromedp/chromedp v0.23.0
-	github.com/micro/kubernetes/health v0.0.0-00010101000000-000000000000
 	github.com/micro/kubernetes/loadgen v0.0.0-00010101000000-000000000000
 	github.com/micro/kubernetes/pkg/k8s v0.0.0
 	github.com/micro/kubernetes/proto v0.0.0
 	github.com/micro/kubernetes/services/greeter v0.0.0-00010101000000-000000000000
-	github.com/micro/kubernetes/web v0.0.0-00010101000000-000000000000
 	go-micro.dev/v6 v6.3.10
 	golang.org/x/mod v0.41.0
 	google.golang.org/grpc v1.85.0
@@ -30,7 +26,6 @@ require (
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
 	github.com/fatih/color v1.16.0 // indirect
 	github.com/fsnotify/fsnotify v1.6.0 // indirect
-	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-redis/redis/v8 v8.11.5 // indirect
@@ -99,10 +94,8 @@ require (
 
 // The monorepo's own modules come from this checkout, in or out of go.work.
 replace (
-	github.com/micro/kubernetes/health => ../health
 	github.com/micro/kubernetes/loadgen => ../loadgen
 	github.com/micro/kubernetes/pkg/k8s => ../pkg/k8s
 	github.com/micro/kubernetes/proto => ../proto
 	github.com/micro/kubernetes/services/greeter => ../services/greeter
-	github.com/micro/kubernetes/web => ../web
 )

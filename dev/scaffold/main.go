@@ -1,8 +1,8 @@
-// Command template makes this repository yours (make new-service, make
+// Command scaffold makes this repository yours (make new-service, make
 // rename):
 //
-//	go run ./local/template new-service NAME   adds a go-micro service, derived from the greeter
-//	go run ./local/template rename MODULE      rewrites the Go module path everywhere
+//	go run ./dev/scaffold new-service NAME   adds a go-micro service, derived from the greeter
+//	go run ./dev/scaffold rename MODULE      rewrites the Go module path everywhere
 //
 // Each checks its input before writing anything, and puts the tree back as
 // it was if a step fails midway.
@@ -15,10 +15,10 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/micro/kubernetes/local/stack"
+	"github.com/micro/kubernetes/dev/stack"
 )
 
-const usage = "usage: template new-service NAME | template rename MODULE"
+const usage = "usage: scaffold new-service NAME | scaffold rename MODULE"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/micro/kubernetes/pkg/k8s"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
 )
 
@@ -69,6 +70,21 @@ type Ports struct {
 
 // ServicePorts are where one more service listens: gRPC and metrics.
 type ServicePorts struct{ GRPC, Metrics int }
+
+// MetricsOffset puts a service's metrics port in the 9xxx range when its
+// gRPC port is in the 8xxx range: locally as in the cluster, 8xxx serve the
+// application and 9xxx serve metrics.
+const MetricsOffset = 1000
+
+// PortsFrom gives each named service a gRPC port from first on, in order,
+// and its metrics port MetricsOffset above it.
+func PortsFrom(first int, names []string) map[string]ServicePorts {
+	ports := map[string]ServicePorts{}
+	for i, name := range names {
+		ports[name] = ServicePorts{GRPC: first + i, Metrics: first + i + MetricsOffset}
+	}
+	return ports
+}
 
 // ServiceAddress is where a service serves gRPC: the greeter or another.
 func (p Ports) ServiceAddress(name string) string {
@@ -158,7 +174,25 @@ type Stack struct {
 	done  map[string]chan struct{}
 	// exited receives the name of each process that ends.
 	exited chan string
+
+	// With restart on, a process that exits by itself is started again
+	// after a backoff; crashes counts its quick exits in a row. Stop and
+	// Restart set stopping and killed so that their own exits are not
+	// taken for crashes.
+	restart  bool
+	stopping bool
+	killed   map[*exec.Cmd]bool
+	crashes  map[string]int
 }
+
+// Restart backoff, as the kubelet's CrashLoopBackOff but shorter, for one
+// machine: the delay doubles with each quick exit in a row, up to the
+// maximum; a process that ran for StableAfter starts over.
+const (
+	FirstBackoff = time.Second
+	MaxBackoff   = 30 * time.Second
+	StableAfter  = 10 * time.Second
+)
 
 // ConfigFile is the configuration the cluster mounts from a ConfigMap,
 // relative to the repository's root.
@@ -170,6 +204,9 @@ type Options struct {
 	Ports      Ports     // where each listens
 	ConfigFile string    // the greeter's and the web's configuration
 	Out        io.Writer // their output, a line at a time behind their name
+	// Restart starts again, after a backoff, a process that exits by
+	// itself, as the kubelet restarts a container; off, it stays down.
+	Restart bool
 }
 
 // Start runs the binaries and returns once the web frontend and the sidecar
@@ -190,11 +227,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			},
 			"web": {"--server_address=" + loopback(ports.Web), "--metrics_address=" + loopback(ports.WebMetrics), "--config_file=" + o.ConfigFile},
 		},
-		env:    map[string][]string{},
-		out:    o.Out,
-		procs:  map[string]*exec.Cmd{},
-		done:   map[string]chan struct{}{},
-		exited: make(chan string, 64),
+		env:     map[string][]string{},
+		out:     o.Out,
+		procs:   map[string]*exec.Cmd{},
+		done:    map[string]chan struct{}{},
+		exited:  make(chan string, 64),
+		restart: o.Restart,
+		killed:  map[*exec.Cmd]bool{},
+		crashes: map[string]int{},
 	}
 	s.order = append(s.order, "greeter")
 	for _, name := range slices.Sorted(maps.Keys(ports.Services)) {
@@ -204,7 +244,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		pinned = append(pinned, name+"="+loopback(p.GRPC))
 	}
 	s.order = append(s.order, "health", "web")
-	s.env["web"] = []string{"STATIC_SELECTOR_ADDRESSES=" + strings.Join(pinned, ",")}
+	s.env["web"] = []string{k8s.EnvAddresses + "=" + strings.Join(pinned, ",")}
 	for _, name := range s.order {
 		if err := s.start(name); err != nil {
 			s.Stop()
@@ -240,16 +280,55 @@ func (s *Stack) start(name string) error {
 	s.mu.Lock()
 	s.procs[name], s.done[name] = cmd, done
 	s.mu.Unlock()
+	started := time.Now()
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
 		w.Flush()
 		close(done)
 		select {
 		case s.exited <- name:
 		default: // nobody is listening for that many exits
 		}
+		s.restartLater(name, cmd, err, time.Since(started))
 	}()
 	return nil
+}
+
+// restartLater starts a process that exited by itself again after its
+// backoff, and says so on the output.
+func (s *Stack) restartLater(name string, cmd *exec.Cmd, err error, ran time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.restart || s.stopping || s.killed[cmd] {
+		delete(s.killed, cmd)
+		return
+	}
+	if ran >= StableAfter {
+		s.crashes[name] = 0
+	}
+	delay := min(FirstBackoff<<s.crashes[name], MaxBackoff)
+	s.crashes[name]++
+	if err == nil {
+		err = errors.New("exit status 0")
+	}
+	s.say("%s exited (%v); restarting it in %s, as the kubelet would (Ctrl-C stops everything)", name, err, delay)
+	time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		current := s.procs[name] == cmd && !s.stopping
+		s.mu.Unlock()
+		if current {
+			if err := s.start(name); err != nil {
+				s.say("%v", err)
+			}
+		}
+	})
+}
+
+// say writes one line of the stack's own on the output.
+func (s *Stack) say(format string, args ...any) {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	fmt.Fprintf(s.out, "make run: "+format+"\n", args...)
 }
 
 // Restart starts the named process again, as it was first started, after
@@ -261,6 +340,9 @@ func (s *Stack) Restart(name string) error {
 	if cmd == nil {
 		return fmt.Errorf("no process %q", name)
 	}
+	s.mu.Lock()
+	s.killed[cmd] = true
+	s.mu.Unlock()
 	_ = cmd.Process.Kill()
 	<-done
 	return s.start(name)
@@ -385,6 +467,9 @@ func (s *Stack) Wait(name string, limit time.Duration) error {
 // it if it is still running after StopTimeout. It returns once all have
 // exited.
 func (s *Stack) Stop() {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
 	for i := len(s.order) - 1; i >= 0; i-- {
 		name := s.order[i]
 		s.mu.Lock()

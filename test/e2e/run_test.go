@@ -14,27 +14,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/micro/kubernetes/local/stack"
+	"github.com/micro/kubernetes/dev/stack"
 )
 
-// make run's program: built, started, used, stopped with SIGTERM, and
-// nothing it started may outlive it.
-func TestLocalRunStopsEverything(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	root, err := stack.Root(ctx)
+// make run's program: built, started, used; a killed greeter is started
+// again by itself; stopped with SIGTERM, nothing it started outlives it.
+func TestLocalRun(t *testing.T) {
+	root, err := stack.Root(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	runner := filepath.Join(dir, "local")
-	build := exec.CommandContext(ctx, "go", "build", "-o", runner, "./local")
+	runner := filepath.Join(dir, "run")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", runner, "./dev/run")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the runner: %v\n%s", err, out)
 	}
+	// The runner builds the application again: TestMain's build is in the
+	// cache by now, so this bound is the run's.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
 
-	// Each other service of services/ takes two ports from -services-port.
+	// Each other service of services/ takes a port from -services-port,
+	// and its metrics port stack.MetricsOffset above.
 	others, err := stack.Services(root)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +51,7 @@ func TestLocalRunStopsEverything(t *testing.T) {
 		"-health-port", strconv.Itoa(ports.Health),
 		"-greeter-metrics-port", strconv.Itoa(ports.GreeterMetrics),
 		"-web-metrics-port", strconv.Itoa(ports.WebMetrics),
-		"-services-port", strconv.Itoa(freePortRun(t, 2*len(others))))
+		"-services-port", strconv.Itoa(freePortRun(t, len(others))))
 	cmd.Dir = root
 	out, w := io.Pipe()
 	cmd.Stdout, cmd.Stderr = w, w
@@ -67,10 +70,17 @@ func TestLocalRunStopsEverything(t *testing.T) {
 		t.Fatalf("the runner never printed the URL to open: %v", lines.Err())
 	}
 	drained := make(chan struct{})
+	restarting := make(chan string, 1)
 	go func() { // keep reading, or the processes block on a full pipe
 		defer close(drained)
 		for lines.Scan() {
 			t.Log(lines.Text())
+			if strings.Contains(lines.Text(), "make run: greeter exited") {
+				select {
+				case restarting <- lines.Text():
+				default:
+				}
+			}
 		}
 	}()
 
@@ -80,6 +90,27 @@ func TestLocalRunStopsEverything(t *testing.T) {
 	children := processesIn(t, bin)
 	if len(children) != 3+len(others) {
 		t.Fatalf("running from %s: %v, want greeter, health, web and %v", bin, children, others)
+	}
+
+	// The greeter dies: the runner says why and starts it again, and the
+	// web answers again without anyone touching it.
+	if err := syscall.Kill(pidOf(t, bin, "greeter"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case line := <-restarting:
+		if !strings.Contains(line, "signal: killed") || !strings.Contains(line, "restarting it in "+stack.FirstBackoff.String()) {
+			t.Errorf("the runner said %q, want why the greeter exited and when it restarts", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the runner did not say that the greeter exited")
+	}
+	for deadline := time.Now().Add(stack.FirstBackoff + 20*time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if a := get(t, "GET", ports.URL()+"/greeter?name=again"); a.status == 200 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("after the greeter was killed: %d %s, want 200 once it is restarted", a.status, a.body)
+		}
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -122,15 +153,35 @@ func processesIn(t *testing.T, dir string) []string {
 	return found
 }
 
-// freePortRun returns a port p such that p to p+n-1 are free.
+// pidOf is the process id of the one running process named name whose
+// executable is in dir.
+func pidOf(t *testing.T, dir, name string) int {
+	t.Helper()
+	for _, p := range processesIn(t, dir) {
+		if exe, pid, _ := strings.Cut(strings.TrimSuffix(p, "]"), "["); exe == name {
+			n, err := strconv.Atoi(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s running from %s", name, dir)
+	return 0
+}
+
+// freePortRun returns a port p such that p to p+n-1, and the same ports
+// stack.MetricsOffset above, are free.
 func freePortRun(t *testing.T, n int) int {
 	t.Helper()
 	for range 100 {
 		p, free := freePort(t), true
-		for i := 1; i < n && free; i++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+i)))
-			if free = err == nil; free {
-				l.Close()
+		for i := 0; i < n && free; i++ {
+			for _, port := range []int{p + i, p + i + stack.MetricsOffset} {
+				l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+				if free = free && err == nil; err == nil {
+					l.Close()
+				}
 			}
 		}
 		if free {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/micro/kubernetes/local/stack"
+	"github.com/micro/kubernetes/dev/stack"
 )
 
 // lockedBuffer collects the processes' output.

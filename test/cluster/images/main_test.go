@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/micro/kubernetes/cluster/skaffold"
-	"github.com/micro/kubernetes/cluster/testrun"
+	"github.com/micro/kubernetes/test/cluster/skaffold"
+	"github.com/micro/kubernetes/test/cluster/testrun"
 	"github.com/micro/kubernetes/tools/tool"
 )
 
@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 func setup(ctx context.Context) (_ *environment, cleanup func(), err error) {
 	cleanup = func() {}
 	e := &environment{}
-	if e.root, err = filepath.Abs("../.."); err != nil {
+	if e.root, err = filepath.Abs("../../.."); err != nil {
 		return nil, cleanup, err
 	}
 	cache, err := tool.CacheDir()

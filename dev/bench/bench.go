@@ -20,8 +20,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/micro/kubernetes/dev/stack"
 	"github.com/micro/kubernetes/loadgen/load"
-	"github.com/micro/kubernetes/local/stack"
 	"github.com/micro/kubernetes/pkg/k8s"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
 )
@@ -37,27 +37,33 @@ type Config struct {
 var binaries = map[string]string{
 	"project-greeter":  "./services/greeter",
 	"project-web":      "./web",
-	"baseline-greeter": "./local/bench/baseline/greeter",
-	"baseline-web":     "./local/bench/baseline/web",
+	"baseline-greeter": "./dev/bench/baseline/greeter",
+	"baseline-web":     "./dev/bench/baseline/web",
 }
 
-// Run builds the binaries, then measures the project against the baseline.
-func Run(ctx context.Context, cfg Config) (Report, error) {
+// Build builds the binaries into bin. It is apart from Run so that a cold
+// build never counts against a measurement's deadline.
+func Build(ctx context.Context, bin string) error {
 	root, err := stack.Root(ctx)
 	if err != nil {
-		return Report{}, err
+		return err
 	}
-	bin, err := os.MkdirTemp("", "bench-")
-	if err != nil {
-		return Report{}, err
-	}
-	defer os.RemoveAll(bin)
 	for name, pkg := range binaries {
 		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(bin, name), pkg)
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {
-			return Report{}, fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+			return fmt.Errorf("building %s: %v\n%s", pkg, err, out)
 		}
+	}
+	return nil
+}
+
+// Run measures the project against the baseline, with the binaries Build
+// put in bin.
+func Run(ctx context.Context, cfg Config, bin string) (Report, error) {
+	root, err := stack.Root(ctx)
+	if err != nil {
+		return Report{}, err
 	}
 	b := &bench{cfg: cfg, bin: bin, root: root}
 	return b.run(ctx)

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/micro/kubernetes/local/stack"
+	"github.com/micro/kubernetes/dev/stack"
 )
 
 func TestNames(t *testing.T) {
@@ -40,7 +40,7 @@ func TestNames(t *testing.T) {
 
 func TestTakenNamesAreRefused(t *testing.T) {
 	root := repoRoot(t)
-	for _, name := range []string{"greeter", "web", "health", "loadgen", "config", "deploy", "local"} {
+	for _, name := range []string{"greeter", "web", "health", "loadgen", "config", "deploy", "dev", "test", "docs"} {
 		n, err := parseName(name)
 		if err != nil {
 			t.Fatal(err)
@@ -104,9 +104,9 @@ func TestNewServiceAndRenameInACopy(t *testing.T) {
 	inCopy(t, root, "git", "init", "-q")
 	inCopy(t, root, "git", "add", "-A")
 	n := freeName(t, root)
-	out := inCopy(t, root, "go", "run", "./local/template", "new-service", n.Name)
+	out := inCopy(t, root, "go", "run", "./dev/scaffold", "new-service", n.Name)
 	t.Logf("make new-service NAME=%s:\n%s", n.Name, out)
-	inCopy(t, root, "go", "run", "./local/template", "rename", module)
+	inCopy(t, root, "go", "run", "./dev/scaffold", "rename", module)
 
 	r := replacer(n, template)
 	for _, dir := range []string{"services/" + n.Name, "proto/" + n.Name, "deploy/base/" + n.Name + ".yaml"} {
@@ -147,7 +147,7 @@ func TestNewServiceAndRenameInACopy(t *testing.T) {
 	// What make test checks first: gofmt, tidy go.mod files, go vet.
 	inCopy(t, root, "make", "vet")
 	inCopy(t, root, "go", "test", "-count=1",
-		module+"/services/"+n.Name+"/...", module+"/proto/...", module+"/deploy/...", module+"/local/stack/...")
+		module+"/services/"+n.Name+"/...", module+"/proto/...", module+"/deploy/...", module+"/dev/stack/...")
 }
 
 // freeName is a name for a new service that is free in root: orders, or

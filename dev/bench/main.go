@@ -22,12 +22,12 @@ func main() {
 	flag.DurationVar(&cfg.Fixed, "fixed", 5*time.Second, "length of each fixed-rate run")
 	flag.IntVar(&cfg.Rounds, "rounds", 2, "saturation runs of each side, alternated")
 	flag.IntVar(&cfg.Workers, "workers", 32, "requests in flight at saturation")
-	out := flag.String("out", "local/bench/results", "folder for latest.json and latest.md")
+	out := flag.String("out", "dev/bench/results", "folder for latest.json and latest.md")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	report, err := Run(ctx, cfg)
+	report, err := buildAndRun(ctx, cfg)
 	if err != nil {
 		slog.Error("bench failed", "err", err)
 		os.Exit(1)
@@ -38,4 +38,16 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println("written to", filepath.Join(*out, "latest.{json,md}"))
+}
+
+func buildAndRun(ctx context.Context, cfg Config) (Report, error) {
+	bin, err := os.MkdirTemp("", "bench-")
+	if err != nil {
+		return Report{}, err
+	}
+	defer os.RemoveAll(bin)
+	if err := Build(ctx, bin); err != nil {
+		return Report{}, err
+	}
+	return Run(ctx, cfg, bin)
 }

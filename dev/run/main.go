@@ -1,7 +1,11 @@
-// Command local runs the whole application on this machine, with no cluster:
+// Command run runs the whole application on this machine, with no cluster:
 // it builds the greeter, the health sidecar and the web frontend, starts them
-// on loopback, prints the URL to open and their logs, and stops all three on
-// Ctrl-C or SIGTERM. `make run` runs it.
+// on loopback, prints the URL to open and their logs, restarts a process that
+// exits (with a backoff, as the kubelet would), and stops them all on Ctrl-C
+// or SIGTERM. `make run` runs it.
+//
+// Ports keep one meaning each: 8xxx serve the application, 9xxx serve
+// metrics, as in the cluster (every pod's API on 8080, its metrics on 9090).
 package main
 
 import (
@@ -12,26 +16,27 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
-	"github.com/micro/kubernetes/local/stack"
+	"github.com/micro/kubernetes/dev/stack"
 )
 
 func main() {
 	var ports stack.Ports
 	flag.IntVar(&ports.Web, "web-port", 8080, "port of the web frontend")
-	flag.IntVar(&ports.Greeter, "greeter-port", 9090, "port of the greeter's gRPC server")
-	flag.IntVar(&ports.Health, "health-port", 9091, "port of the greeter's health sidecar")
-	flag.IntVar(&ports.GreeterMetrics, "greeter-metrics-port", 9092, "port of the greeter's Prometheus metrics")
-	flag.IntVar(&ports.WebMetrics, "web-metrics-port", 9093, "port of the web frontend's Prometheus metrics")
-	servicesPort := flag.Int("services-port", 9100, "first port of the other services: each takes two (gRPC, metrics), in name order")
+	flag.IntVar(&ports.Greeter, "greeter-port", 8090, "port of the greeter's gRPC server")
+	flag.IntVar(&ports.Health, "health-port", 8091, "port of the greeter's health sidecar")
+	flag.IntVar(&ports.GreeterMetrics, "greeter-metrics-port", 9090, "port of the greeter's Prometheus metrics")
+	flag.IntVar(&ports.WebMetrics, "web-metrics-port", 9091, "port of the web frontend's Prometheus metrics")
+	servicesPort := flag.Int("services-port", 8100, "first gRPC port of the other services, one each in name order; their metrics are on the same ports + "+strconv.Itoa(stack.MetricsOffset))
 	bin := flag.String("bin", "bin", "folder to build the binaries into")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *bin, ports, *servicesPort); err != nil {
-		slog.Error("local run failed", "err", err)
+		slog.Error("make run failed", "err", err)
 		os.Exit(1)
 	}
 }
@@ -45,16 +50,13 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int) e
 	if err != nil {
 		return err
 	}
-	ports.Services = map[string]stack.ServicePorts{}
-	for i, name := range others {
-		ports.Services[name] = stack.ServicePorts{GRPC: servicesPort + 2*i, Metrics: servicesPort + 2*i + 1}
-	}
+	ports.Services = stack.PortsFrom(servicesPort, others)
 	fmt.Println("building the greeter, the health sidecar and the web frontend...")
 	if err := stack.Build(ctx, bin); err != nil {
 		return err
 	}
 	s, err := stack.Start(ctx, stack.Options{
-		Bin: bin, Ports: ports, ConfigFile: filepath.Join(root, stack.ConfigFile), Out: os.Stdout,
+		Bin: bin, Ports: ports, ConfigFile: filepath.Join(root, stack.ConfigFile), Out: os.Stdout, Restart: true,
 	})
 	if err != nil {
 		return err
@@ -73,11 +75,7 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int) e
 	}
 	fmt.Print("  Ctrl-C stops everything.\n\n")
 
-	select {
-	case <-ctx.Done():
-		fmt.Println("stopping...")
-		return nil
-	case name := <-s.Exited():
-		return fmt.Errorf("%s exited; stopping the others", name)
-	}
+	<-ctx.Done()
+	fmt.Println("stopping...")
+	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/micro/kubernetes/local/stack"
+	"github.com/micro/kubernetes/dev/stack"
 )
 
 // No file in the repository holds a private key or a credential.

@@ -8,7 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/micro/kubernetes/cluster/skaffold"
+	"github.com/micro/kubernetes/test/cluster/skaffold"
 )
 
 // TestSkaffold runs skaffold itself: diagnose for every profile, then a
