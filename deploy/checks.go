@@ -43,8 +43,9 @@ type Code struct {
 	// Images are the images skaffold builds.
 	Images []string
 	// ConfigParsers parse the configuration file, for each image that
-	// reads one (from MICRO_CONFIG_FILE).
+	// reads one, from the file ConfigFileEnv names.
 	ConfigParsers map[string]func([]byte) error
+	ConfigFileEnv string
 }
 
 // Check is one consistency check.
@@ -494,14 +495,14 @@ func checkConfig(o Objects, c Code) error {
 			parse, reads := c.ConfigParsers[ctr.Image]
 			var file string
 			for _, e := range ctr.Env {
-				if e.Name == "MICRO_CONFIG_FILE" {
+				if e.Name == c.ConfigFileEnv {
 					file = e.Value
 				}
 			}
 			where := d.Name + "/" + ctr.Name
 			if !reads || file == "" {
 				if reads {
-					errs = append(errs, fmt.Errorf("%s: MICRO_CONFIG_FILE is not set: the service runs on its defaults", where))
+					errs = append(errs, fmt.Errorf("%s: %s is not set: the service runs on its defaults", where, c.ConfigFileEnv))
 				}
 				continue
 			}

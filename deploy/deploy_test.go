@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -12,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/micro/kubernetes/health/probe"
 	"github.com/micro/kubernetes/pkg/k8s"
@@ -99,13 +97,13 @@ func code(t *testing.T, s Skaffold) Code {
 			"greeter": func(b []byte) error { _, err := handler.ParseConfig(b); return err },
 			"web":     func(b []byte) error { _, err := frontend.ParseConfig(b); return err },
 		},
+		ConfigFileEnv: k8s.EnvConfigFile,
 	}
 }
 
 func sidecarFlags(t *testing.T) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := t.Context()
 	bin := filepath.Join(t.TempDir(), "health")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/micro/kubernetes/health").CombinedOutput(); err != nil {
 		t.Fatalf("building the sidecar: %v\n%s", err, out)

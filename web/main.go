@@ -49,7 +49,6 @@ func run() error {
 
 	timeout := frontend.DefaultGreeterTimeout
 	var configFile string
-	parsed := false // stays false when the flags only asked for --help
 	svc := k8s.NewWebService(serviceName,
 		web.Flags(&cli.DurationFlag{
 			Name:    flagGreeterTimeout,
@@ -57,17 +56,13 @@ func run() error {
 			Value:   frontend.DefaultGreeterTimeout,
 			Usage:   "The longest the frontend waits for the greeter before answering 504",
 		}, k8s.ConfigFileFlag(&configFile)),
-		web.Action(func(c *cli.Context) {
-			parsed = true
-			timeout = c.Duration(flagGreeterTimeout)
-		}),
+		web.Action(func(c *cli.Context) { timeout = c.Duration(flagGreeterTimeout) }),
 	)
-	if err := svc.Init(); err != nil {
-		return fmt.Errorf("initialising: %w", err)
-	}
-	switch {
-	case !parsed:
+	switch err := svc.Init(); {
+	case errors.Is(err, k8s.ErrHelp):
 		return nil
+	case err != nil:
+		return fmt.Errorf("initialising: %w", err)
 	case timeout <= 0:
 		return errors.New("--" + flagGreeterTimeout + " (MICRO_GREETER_TIMEOUT) must be positive")
 	}

@@ -13,10 +13,8 @@ import (
 	"go-micro.dev/v6/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	gmetadata "google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 // callClient is go-micro's gRPC client with a leaner Call: one gRPC
@@ -148,33 +146,4 @@ func grpcMethod(service, endpoint string) string {
 		return "/" + service + "." + svc + "/" + method
 	}
 	return endpoint
-}
-
-// microError turns a gRPC status into the go-micro error callers expect:
-// the one the server sent (in the status's details), or one by code.
-func microError(err error) error {
-	if err == nil {
-		return nil
-	}
-	s, ok := status.FromError(err)
-	if !ok {
-		return errors.InternalServerError("go.micro.client", "%v", err)
-	}
-	for _, d := range s.Details() {
-		if merr, ok := d.(*errors.Error); ok {
-			return merr
-		}
-	}
-	code := map[codes.Code]int32{
-		codes.InvalidArgument:  400,
-		codes.NotFound:         404,
-		codes.DeadlineExceeded: 408,
-		codes.Canceled:         408,
-		codes.Unimplemented:    501,
-		codes.Unavailable:      503,
-	}[s.Code()]
-	if code == 0 {
-		code = 500
-	}
-	return errors.New("go.micro.client", s.Message(), code)
 }

@@ -22,15 +22,17 @@ const (
 	// ConfigReloadInterval is how often the config is read again. A mounted
 	// ConfigMap changes by a symlink swap, which file watches can miss.
 	ConfigReloadInterval = 2 * time.Second
-	// FlagConfigFile names the JSON config file.
+	// FlagConfigFile names the JSON config file; EnvConfigFile is its
+	// variable, which the manifests set.
 	FlagConfigFile = "config_file"
+	EnvConfigFile  = "MICRO_CONFIG_FILE"
 )
 
-// ConfigFileFlag is --config_file (MICRO_CONFIG_FILE), written into dest.
+// ConfigFileFlag is --config_file (EnvConfigFile), written into dest.
 func ConfigFileFlag(dest *string) cli.Flag {
 	return &cli.StringFlag{
 		Name:        FlagConfigFile,
-		EnvVars:     []string{"MICRO_CONFIG_FILE"},
+		EnvVars:     []string{EnvConfigFile},
 		Destination: dest,
 		Usage:       "JSON config file, re-read while running; " + ConfigEnvPrefix + "_ variables override it",
 	}

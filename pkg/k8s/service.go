@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/urfave/cli/v2"
 	"go-micro.dev/v6"
 	"go-micro.dev/v6/broker"
 	"go-micro.dev/v6/client"
@@ -152,16 +154,44 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 		}
 		return nil
 	}))
-	svc = webService{Service: web.NewService(opts...), telemetry: m}
+	svc = webService{Service: web.NewService(opts...), telemetry: m, parsed: new(atomic.Bool)}
 	return svc
 }
 
-// webService counts and times the requests of every handler, and hides the
-// one error of a clean stop: the server's shutdown has already closed the
-// listener that go-micro closes next.
+// ErrHelp is what a web service's Init returns when the command line only
+// asked for --help: go-micro's web service prints it and returns as if the
+// flags were parsed, and the caller must exit rather than serve.
+var ErrHelp = errors.New("help requested")
+
+// webService counts and times the requests of every handler, tells --help
+// from a parsed command line, and hides the one error of a clean stop: the
+// server's shutdown has already closed the listener that go-micro closes next.
 type webService struct {
 	web.Service
 	telemetry *telemetry
+	parsed    *atomic.Bool // set by the command line's action, which --help skips
+}
+
+// Init parses the command line and MICRO_ variables; ErrHelp when they only
+// asked for --help.
+func (s webService) Init(opts ...web.Option) error {
+	s.parsed.Store(false)
+	opts = append(opts, func(o *web.Options) {
+		action := o.Action
+		o.Action = func(c *cli.Context) {
+			s.parsed.Store(true)
+			if action != nil {
+				action(c)
+			}
+		}
+	})
+	if err := s.Service.Init(opts...); err != nil {
+		return err
+	}
+	if !s.parsed.Load() {
+		return ErrHelp
+	}
+	return nil
 }
 
 func (s webService) Handle(pattern string, h http.Handler) {

@@ -2,7 +2,6 @@ package k8s
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,7 +20,6 @@ import (
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc/codes"
 
 	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 )
@@ -136,30 +134,6 @@ func (m *telemetry) observeRPC(next server.HandlerFunc) server.HandlerFunc {
 		slog.LogAttrs(ctx, slog.LevelInfo, "rpc", attrs...)
 		return err
 	}
-}
-
-// grpcCode is the code an RPC's error travels as (see go-micro's gRPC server).
-func grpcCode(err error) codes.Code {
-	if err == nil {
-		return codes.OK
-	}
-	var merr *merrors.Error
-	if !errors.As(err, &merr) {
-		return codes.Unknown
-	}
-	switch merr.Code {
-	case http.StatusBadRequest:
-		return codes.InvalidArgument
-	case http.StatusRequestTimeout:
-		return codes.DeadlineExceeded
-	case http.StatusNotFound:
-		return codes.NotFound
-	case http.StatusServiceUnavailable:
-		return codes.Unavailable
-	case http.StatusInternalServerError:
-		return codes.Internal
-	}
-	return codes.Unknown
 }
 
 // observeHTTP traces, counts, times and logs every HTTP request. The route

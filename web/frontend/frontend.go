@@ -74,8 +74,8 @@ func ParseConfig(data []byte) (Config, error) {
 	return c, nil
 }
 
-// Frontend serves the page and the API, greeting through the greeter.
-type Frontend struct {
+// server serves the page and the API, greeting through the greeter.
+type server struct {
 	greeter greeterv1.GreeterService
 	timeout time.Duration
 	config  func() Config
@@ -89,7 +89,7 @@ func New(greeter greeterv1.GreeterService, timeout time.Duration, config func() 
 	if config == nil {
 		config = func() Config { return Config{Title: DefaultTitle} }
 	}
-	f := &Frontend{
+	f := &server{
 		greeter: greeter,
 		timeout: timeout,
 		config:  config,
@@ -113,7 +113,7 @@ func withSecurityHeaders(next http.Handler) http.Handler {
 }
 
 // greet is the JSON API: GET /greeter?name=X answers {"message": "Hello X"}.
-func (f *Frontend) greet(w http.ResponseWriter, r *http.Request) {
+func (f *server) greet(w http.ResponseWriter, r *http.Request) {
 	name, err := nameFrom(r)
 	if err == nil {
 		var msg string
@@ -137,7 +137,7 @@ type pageData struct {
 
 // index is the HTML page. Its form submits GET /?name=X, so it greets with
 // or without JavaScript.
-func (f *Frontend) index(w http.ResponseWriter, r *http.Request) {
+func (f *server) index(w http.ResponseWriter, r *http.Request) {
 	data := pageData{Title: f.config().Title}
 	status := http.StatusOK
 	if r.URL.RawQuery != "" {
@@ -159,7 +159,7 @@ func (f *Frontend) index(w http.ResponseWriter, r *http.Request) {
 
 // asset serves one embedded file: no folder listings, and a JSON 404 for a
 // name that is not one of them (valid or not).
-func (f *Frontend) asset(w http.ResponseWriter, r *http.Request) {
+func (f *server) asset(w http.ResponseWriter, r *http.Request) {
 	name := "static/" + r.PathValue("file")
 	if !fs.ValidPath(name) {
 		httpapi.WriteError(w, http.StatusNotFound, "no such file")
@@ -172,11 +172,11 @@ func (f *Frontend) asset(w http.ResponseWriter, r *http.Request) {
 	http.ServeFileFS(w, r, static, name)
 }
 
-func (f *Frontend) health(w http.ResponseWriter, _ *http.Request) {
+func (f *server) health(w http.ResponseWriter, _ *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (f *Frontend) hello(ctx context.Context, name string) (string, error) {
+func (f *server) hello(ctx context.Context, name string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	rsp, err := f.greeter.Hello(ctx, &greeterv1.HelloRequest{Name: name})
