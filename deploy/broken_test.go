@@ -48,6 +48,11 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		{"a liveness probe on the service's own port", checkProbes, func(o *Objects, _ *Code) {
 			container(o, "greeter", "greeter").LivenessProbe.HTTPGet.Port = intstr.FromString("grpc")
 		}},
+		// What a real node showed and every other check passed: the
+		// sidecar's port, named on the greeter's liveness probe.
+		{"a probe naming another container's port", checkProbePortNames, func(o *Objects, _ *Code) {
+			container(o, "greeter", "greeter").LivenessProbe.HTTPGet.Port = intstr.FromString("health")
+		}},
 		{"a gRPC readiness probe on the sidecar's port", checkProbes, func(o *Objects, _ *Code) {
 			container(o, "greeter", "greeter").ReadinessProbe.GRPC.Port = 8081
 		}},

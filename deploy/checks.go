@@ -59,6 +59,7 @@ var Checks = []Check{
 	{"every Service selects the pods of exactly one Deployment", checkSelectors},
 	{"ports agree with the code", checkPorts},
 	{"probes and the sidecar's args agree with the code", checkProbes},
+	{"a probe's named port is one of its own container's", checkProbePortNames},
 	{"the static selector dials the greeter Service's port", checkSelectorPort},
 	{"images are skaffold's artifacts, each used", checkImages},
 	{"every container is probed, bounded and locked down", checkHardening},
@@ -206,6 +207,50 @@ func checkProbes(o Objects, c Code) error {
 			if probe.HTTPGet.Path != want || !ok || target.Name != sidecar.Name {
 				errs = append(errs, fmt.Errorf("%s/%s: liveness probe %s on port %s, want the sidecar's %s on its port",
 					d.Name, ctr.Name, probe.HTTPGet.Path, probe.HTTPGet.Port.String(), want))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkProbePortNames checks what the API server accepts and the kubelet
+// does not run: the kubelet looks a probe's (or a lifecycle hook's) port name
+// up among the ports of the container it belongs to, never the pod's other
+// containers. A name declared elsewhere makes the probe error every period
+// ("port not found"), and an errored probe is never counted as failed: the
+// container is never restarted. A port of another container of the pod is
+// reachable by its number.
+func checkProbePortNames(o Objects, _ Code) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		for _, ctr := range d.Spec.Template.Spec.Containers {
+			handlers := map[string]*corev1.ProbeHandler{}
+			for kind, p := range map[string]*corev1.Probe{"liveness": ctr.LivenessProbe, "readiness": ctr.ReadinessProbe, "startup": ctr.StartupProbe} {
+				if p != nil {
+					handlers[kind+" probe"] = &p.ProbeHandler
+				}
+			}
+			if l := ctr.Lifecycle; l != nil {
+				for kind, h := range map[string]*corev1.LifecycleHandler{"postStart hook": l.PostStart, "preStop hook": l.PreStop} {
+					if h != nil {
+						handlers[kind] = &corev1.ProbeHandler{HTTPGet: h.HTTPGet, TCPSocket: h.TCPSocket}
+					}
+				}
+			}
+			for kind, h := range handlers {
+				var port intstr.IntOrString
+				switch {
+				case h.HTTPGet != nil:
+					port = h.HTTPGet.Port
+				case h.TCPSocket != nil:
+					port = h.TCPSocket.Port
+				default:
+					continue
+				}
+				if port.Type == intstr.String && !slices.ContainsFunc(ctr.Ports, func(p corev1.ContainerPort) bool { return p.Name == port.StrVal }) {
+					errs = append(errs, fmt.Errorf("%s/%s: %s names port %q, which %s does not declare: the kubelet cannot resolve it (use the number)",
+						d.Name, ctr.Name, kind, port.StrVal, ctr.Name))
+				}
 			}
 		}
 	}

@@ -1,0 +1,292 @@
+// Package kube runs a real Kubernetes cluster of one node for tests, built
+// from source: etcd (embedded), kube-apiserver, kube-controller-manager and
+// kube-scheduler; on the node containerd with runc, the CNI bridge, the
+// kubelet, kube-proxy and CoreDNS; and an image registry that skaffold pushes
+// to and the node pulls from. Pods run, probes are sent, Services carry
+// packets. All of it lives in network, mount and PID namespaces of its own
+// (see Main): nothing reaches the host's network, files or processes.
+package kube
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// NodeName is the one node.
+const NodeName = "node"
+
+// ReadyTimeout bounds the start: measured, the node is Ready in seconds.
+const ReadyTimeout = 3 * time.Minute
+
+// The control plane's ports, on the namespace's own loopback (and, for the
+// API server, the node's address): fixed, as nothing else listens there.
+const (
+	apiServerPort = 6443
+	etcdPort      = 2379
+	etcdPeerPort  = 2380
+)
+
+// Cluster is a running cluster.
+type Cluster struct {
+	// Kubeconfig is the path of a kubeconfig with cluster-admin rights;
+	// Config and Client reach the API server with them.
+	Kubeconfig string
+	Config     *rest.Config
+	Client     kubernetes.Interface
+	// Registry is the image registry's host:port, the same for skaffold's
+	// pushes and the node's pulls.
+	Registry string
+	// Host is what the host prepared: the binaries, the cluster's folder.
+	Host Host
+
+	etcd     *embed.Etcd
+	registry *http.Server
+	procs    []*process
+}
+
+// Start starts the cluster in h.Dir and waits until the node is Ready and
+// its DNS answers. On error everything started is stopped.
+func Start(ctx context.Context, h Host) (c *Cluster, err error) {
+	ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	defer cancel()
+	c = &Cluster{Host: h, Kubeconfig: filepath.Join(h.Dir, "kubeconfig")}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.Stop())
+			c = nil
+		}
+	}()
+	if err := os.MkdirAll(c.path("logs"), 0o755); err != nil {
+		return c, err
+	}
+	etcdURL, err := c.startEtcd()
+	if err != nil {
+		return c, err
+	}
+	if err := c.startAPIServer(ctx, etcdURL); err != nil {
+		return c, err
+	}
+	if err := c.startControllers(); err != nil {
+		return c, err
+	}
+	if err := c.startRegistry(ctx); err != nil {
+		return c, err
+	}
+	if err := c.startNode(ctx); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Stop stops every process, last started first, then the registry and etcd.
+func (c *Cluster) Stop() error {
+	var errs []error
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		errs = append(errs, c.procs[i].stop())
+	}
+	c.procs = nil
+	if c.registry != nil {
+		errs = append(errs, c.registry.Close())
+		c.registry = nil
+	}
+	if c.etcd != nil {
+		c.etcd.Close()
+		c.etcd = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Pids are the cluster's processes (etcd and the registry run inside the
+// caller).
+func (c *Cluster) Pids() []int {
+	var pids []int
+	for _, p := range c.procs {
+		pids = append(pids, p.cmd.Process.Pid)
+	}
+	return pids
+}
+
+// Logs returns the end of every process's log, for a failing test.
+func (c *Cluster) Logs() string {
+	var s string
+	for _, p := range c.procs {
+		s += fmt.Sprintf("--- %s (%s)\n%s\n", p.name, p.log, tail(p.log, 15))
+	}
+	return s
+}
+
+// path is a file of the cluster's folder.
+func (c *Cluster) path(elem ...string) string {
+	return filepath.Join(append([]string{c.Host.Dir}, elem...)...)
+}
+
+// start runs one of the cluster's processes, logging to logs/name.log. The
+// PATH starts with containerd's folder: containerd finds its shim there.
+func (c *Cluster) start(name, bin string, args ...string) error {
+	env := append(os.Environ(), "PATH="+filepath.Dir(c.Host.Bins.Containerd)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	p, err := start(c.path("logs"), name, bin, env, args...)
+	if err != nil {
+		return err
+	}
+	c.procs = append(c.procs, p)
+	return nil
+}
+
+func (c *Cluster) startEtcd() (string, error) {
+	cfg := embed.NewConfig()
+	cfg.Dir = c.path("etcd")
+	cfg.LogLevel = "error"
+	cfg.LogOutputs = []string{c.path("logs", "etcd.log")}
+	clientURL := url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(etcdPort)}
+	peerURL := url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(etcdPeerPort)}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{clientURL}, []url.URL{clientURL}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peerURL}, []url.URL{peerURL}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return "", fmt.Errorf("start etcd: %w", err)
+	}
+	c.etcd = e
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(time.Minute):
+		return "", errors.New("etcd was not ready within a minute")
+	}
+	return clientURL.String(), nil
+}
+
+func (c *Cluster) startAPIServer(ctx context.Context, etcdURL string) error {
+	token, err := c.writeCredentials()
+	if err != nil {
+		return err
+	}
+	err = c.start("kube-apiserver", c.Host.Bins.APIServer,
+		"--etcd-servers="+etcdURL,
+		// The node's address: the kubernetes Service's endpoint, and where
+		// the kubelet and CoreDNS find it.
+		"--advertise-address="+NodeIP,
+		"--bind-address=0.0.0.0",
+		"--secure-port="+strconv.Itoa(apiServerPort),
+		"--cert-dir="+c.path("certs"),
+		"--token-auth-file="+c.path("tokens.csv"),
+		"--authorization-mode=Node,RBAC",
+		"--service-account-key-file="+c.path("sa.pub"),
+		"--service-account-signing-key-file="+c.path("sa.key"),
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-cluster-ip-range="+ServiceCIDR,
+		// Without it the API server looks the node's name up in DNS to
+		// reach the kubelet (logs, exec), and finds nothing.
+		"--kubelet-preferred-address-types=InternalIP",
+		"--enable-priority-and-fairness=false",
+	)
+	if err != nil {
+		return err
+	}
+	server := "https://127.0.0.1:" + strconv.Itoa(apiServerPort)
+	if err := writeKubeconfig(c.Kubeconfig, server, token); err != nil {
+		return err
+	}
+	if c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
+		return fmt.Errorf("read the kubeconfig: %w", err)
+	}
+	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return fmt.Errorf("make a client: %w", err)
+	}
+	return poll(ctx, "the API server to be ready", c.procs, func(ctx context.Context) error {
+		return c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+	})
+}
+
+func (c *Cluster) startControllers() error {
+	common := []string{"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false",
+		// Serve nothing: the health endpoints are not needed.
+		"--secure-port=0"}
+	err := c.start("kube-controller-manager", c.Host.Bins.ControllerManager, append(common,
+		"--service-account-private-key-file="+c.path("sa.key"),
+		"--use-service-account-credentials=false",
+		// Published as kube-root-ca.crt in every namespace.
+		"--root-ca-file="+c.path("certs", "apiserver.crt"),
+		// Pod addresses come from the CNI plugin's own range.
+		"--controllers=*,-node-ipam-controller",
+		"--flex-volume-plugin-dir="+c.path("flexvolume"),
+	)...)
+	if err != nil {
+		return err
+	}
+	return c.start("kube-scheduler", c.Host.Bins.Scheduler, common...)
+}
+
+// writeCredentials writes the admin's token file and the service account
+// signing key pair, and returns the token.
+func (c *Cluster) writeCredentials() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("make a token: %w", err)
+	}
+	token := hex.EncodeToString(b)
+	if err := os.WriteFile(c.path("tokens.csv"), []byte(token+",admin,admin,system:masters\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write the token file: %w", err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", fmt.Errorf("make the service account key: %w", err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return "", fmt.Errorf("encode the service account key: %w", err)
+	}
+	for name, block := range map[string]*pem.Block{
+		"sa.key": {Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)},
+		"sa.pub": {Type: "PUBLIC KEY", Bytes: pub},
+	} {
+		if err := os.WriteFile(c.path(name), pem.EncodeToMemory(block), 0o600); err != nil {
+			return "", fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return token, nil
+}
+
+// writeKubeconfig writes a kubeconfig for the admin. The API server's
+// certificate is self-signed, made at its start: it is not verified.
+func writeKubeconfig(path, server, token string) error {
+	const context = "micro-test"
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: %[1]s
+  cluster:
+    server: %[2]s
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: %[3]s
+contexts:
+- name: %[1]s
+  context:
+    cluster: %[1]s
+    user: admin
+current-context: %[1]s
+`, context, server, token)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return fmt.Errorf("write the kubeconfig: %w", err)
+	}
+	return nil
+}
