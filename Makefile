@@ -59,15 +59,9 @@ test: test-deps vet ## Unit and end-to-end tests of every module, then each fuzz
 OUTSIDE_MODULES = $(wildcard test/cluster tools tools/*/go.mod)
 
 .PHONY: test-cluster
-test-cluster: ## Apply every skaffold profile to a real Kubernetes control plane on loopback (the first run builds it: ~20 min)
-	$(call needs,test/cluster) cd tools && GOWORK=off go run . kube-apiserver kube-controller-manager kube-scheduler kubectl kwok skaffold kustomize >/dev/null && \
-	  cd ../test/cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 20m .
-
-.PHONY: test-images
-test-images: ## Build the images with skaffold (ko) and run them with podman as the manifests do (installs podman and runc)
-	$(call needs,test/cluster/images) tools/need.sh podman:podman runc:runc && \
-	  cd tools && GOWORK=off go run . skaffold kustomize >/dev/null && \
-	  cd ../test/cluster && GOWORK=off go test -count=1 -timeout 20m -v ./images/
+test-cluster: ## As root: skaffold deploys every profile to a real one-node cluster in namespaces of its own (the first run builds it: ~30 min)
+	$(call needs,test/cluster) tools/need.sh runc:runc nft:nftables iptables:iptables && \
+	  cd test/cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 60m -v .
 
 .PHONY: vet
 vet: ## Check formatting and tidy go.mod files, and run go vet, in every module

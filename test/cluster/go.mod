@@ -1,8 +1,8 @@
-// The cluster test harness: a real Kubernetes control plane (etcd, the API
-// server, controller-manager, scheduler) with kwok fake nodes on loopback,
-// and the tests that apply every skaffold profile to it. A module of its own,
-// outside go.work (build it with GOWORK=off): the replace lines Kubernetes
-// needs would otherwise leak into the application's modules.
+// The cluster tier (make test-cluster): a real Kubernetes cluster of one node,
+// built from the pins in tools/, in namespaces of its own (kube/), and the
+// tests that deploy the application to it with skaffold. A module of its
+// own, outside go.work (build it with GOWORK=off), so that client-go's graph
+// never mixes with the application's.
 module github.com/micro/kubernetes/test/cluster
 
 go 1.26.0
@@ -25,6 +25,9 @@ require (
 	github.com/coreos/go-semver v0.3.1 // indirect
 	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
+	github.com/docker/cli v27.5.0+incompatible // indirect
+	github.com/docker/distribution v2.8.3+incompatible // indirect
+	github.com/docker/docker-credential-helpers v0.8.2 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
@@ -56,11 +59,13 @@ require (
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/klauspost/compress v1.18.0 // indirect
+	github.com/mitchellh/go-homedir v1.1.0 // indirect
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
 	github.com/modern-go/reflect2 v1.0.3-0.20250322232337-35a7c28c31ee // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.0 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
 	github.com/prometheus/client_golang v1.23.2 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.67.5 // indirect

@@ -6,23 +6,29 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
+	"time"
+
+	"github.com/micro/kubernetes/test/cluster/kube"
 )
 
-// holdEnv makes the test binary start the control plane and wait for a
-// signal instead of running tests.
+// holdEnv makes the test binary start its cluster, print "ready" and wait
+// for a signal instead of running tests.
 const holdEnv = "CLUSTER_TEST_HOLD"
 
-// TestInterrupt starts a second control plane in a child test binary,
-// interrupts it as Ctrl-C would, and checks that it exits with 130 and
-// leaves no process and no file behind.
+// TestInterrupt runs the whole tier again in a child test binary, from its
+// host stage (inside this cluster's namespaces, which changes nothing for
+// it), interrupts it once its cluster runs, as Ctrl-C would, and checks that
+// it exits with 130 and leaves nothing: no process, network or mount
+// namespace, no cgroup, and the sysctls the kubelet rewrites as they were.
 func TestInterrupt(t *testing.T) {
 	t.Parallel()
+	before := kube.Sysctls()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), holdEnv+"=1")
+	cmd.Env = append(kube.FreshEnv(), holdEnv+"=1")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -31,27 +37,47 @@ func TestInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("read the child's pids: %v", err)
-	}
-	var list, dir string
-	if _, err := fmt.Sscanf(line, "pids %s dir %s", &list, &dir); err != nil {
-		t.Fatalf("read %q: %v", line, err)
-	}
-	var pids []int
-	for _, f := range strings.Split(list, ",") {
-		pid, err := strconv.Atoi(f)
+	// On a failure below, stop the child as a user would, so that it puts
+	// the host back; kill it only if it does not stop.
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		kill := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
+		defer kill.Stop()
+		_ = cmd.Wait() // returns at once if the test waited already
+	}()
+	ready := make(chan error, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			if s.Text() == "ready" {
+				ready <- nil
+				return
+			}
+		}
+		ready <- fmt.Errorf("the child ended without saying ready: %v", s.Err())
+	}()
+	select {
+	case err := <-ready:
 		if err != nil {
-			t.Fatalf("read %q: %v", line, err)
+			t.Fatal(err)
 		}
-		pids = append(pids, pid)
+	case <-time.After(kube.ReadyTimeout + time.Minute):
+		t.Fatal("the child's cluster did not start")
 	}
-	for _, pid := range pids {
-		if !alive(pid) {
-			t.Fatalf("process %d is not running before the interrupt", pid)
+
+	// The child's namespaces are those of its first process inside them.
+	inits := children(t, cmd.Process.Pid)
+	if len(inits) != 1 {
+		t.Fatalf("the child's host stage has children %v, want the one first process of its namespaces", inits)
+	}
+	namespaces := map[string]string{}
+	for _, ns := range []string{"pid", "net", "mnt"} {
+		if namespaces[ns], err = os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", inits[0], ns)); err != nil {
+			t.Fatal(err)
 		}
+	}
+	if n := len(processesIn(t, namespaces["pid"], "pid")); n < 5 {
+		t.Fatalf("%d processes in the child's PID namespace, want its whole cluster", n)
 	}
 
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
@@ -61,20 +87,58 @@ func TestInterrupt(t *testing.T) {
 	if err := cmd.Wait(); !errors.As(err, &exit) || exit.ExitCode() != 130 {
 		t.Fatalf("the child ended with %v, want exit status 130", err)
 	}
-	for _, pid := range pids {
-		// The harness waited for each: a process still alive, or a zombie
-		// nobody reaped, would show here.
-		if alive(pid) {
-			t.Errorf("process %d outlived the interrupt", pid)
+	for ns, id := range namespaces {
+		if left := processesIn(t, id, ns); len(left) > 0 {
+			t.Errorf("processes %v are still in the child's %s namespace %s", left, ns, id)
 		}
 	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the control plane's directory %s is still there (%v)", dir, err)
+	for _, d := range kube.CgroupDirs(kube.CgroupRootOf(cmd.Process.Pid)) {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the child's cgroup %s is still there (%v)", d, err)
+		}
+	}
+	if after := kube.Sysctls(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("sysctls were %v, are %v after the interrupt", before, after)
 	}
 }
 
-// alive says whether a process with this pid exists.
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+// children are a process's children, started by any of its threads.
+func children(t *testing.T, pid int) []int {
+	t.Helper()
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, field := range strings.Fields(string(b)) {
+			n, err := strconv.Atoi(field)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}
+
+// processesIn lists the processes whose namespace of this kind (pid, net,
+// mnt) is id.
+func processesIn(t *testing.T, id, kind string) []string {
+	t.Helper()
+	entries, err := filepath.Glob("/proc/[0-9]*/ns/" + kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, e := range entries {
+		if link, err := os.Readlink(e); err == nil && link == id {
+			found = append(found, strings.Split(e, "/")[2])
+		}
+	}
+	return found
 }

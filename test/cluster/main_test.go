@@ -1,121 +1,114 @@
-// The cluster tier of the tests (make test-cluster): what skaffold would
-// apply to your cluster is applied to a real control plane on loopback, and
-// must become Available and wired. Pods are simulated by kwok: no container
-// runs, so this proves the manifests, not the images (make test-images does).
+// The cluster tier (make test-cluster): the repository's skaffold.yaml builds
+// the images and deploys them, with every profile, to a real cluster of one
+// node (package kube), the way `skaffold run` does on a user's cluster; then
+// the application is checked from the node and from its pods: probes,
+// Services, DNS, the health sidecar restarting a hung greeter, rolling
+// updates and configuration changes under load.
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/micro/kubernetes/test/cluster/controlplane"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/micro/kubernetes/test/cluster/kube"
 	"github.com/micro/kubernetes/test/cluster/skaffold"
-	"github.com/micro/kubernetes/test/cluster/testrun"
-	"github.com/micro/kubernetes/tools/tool"
 )
 
-// env is the one control plane the tests share, set up by TestMain.
+// tag is the tag skaffold gives the images; ko stamps it into the binaries
+// (skaffold.yaml's ldflags), so --version and the first log line say it.
+const tag = "v0.0.0-clustertest"
+
+// env is the one cluster the tests share, set up by TestMain.
 var env *environment
 
 type environment struct {
-	root string
-	dir  string // the control plane's files
-	cp   *controlplane.ControlPlane
-	// skaffold runs the pinned skaffold against the control plane.
+	root    string
+	cluster *kube.Cluster
+	// skaffold runs the pinned skaffold against the cluster; config is
+	// skaffold.yaml with the test's base image (see skaffold.WithBase).
 	skaffold *skaffold.Runner
+	config   []byte
+	file     skaffold.File
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(testrun.Main("the control plane", func(ctx context.Context) (func(), error) {
-		e, cleanup, err := setup(ctx)
-		env = e
-		return cleanup, err
-	}, func() int {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(kube.Main(root, func(ctx context.Context, c *kube.Cluster) int {
 		if os.Getenv(holdEnv) != "" {
-			// For TestInterrupt: report what runs, then wait to be stopped.
-			pids := fmt.Sprint(env.cp.Pids())
-			fmt.Printf("pids %s dir %s\n", strings.ReplaceAll(strings.Trim(pids, "[]"), " ", ","), env.dir)
-			select {}
+			// For TestInterrupt: say the cluster runs, then wait to be stopped.
+			fmt.Println("ready")
+			<-ctx.Done()
+			return 0
 		}
+		e, err := setup(ctx, root, c)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "setting up the tests: %v\n%s", err, c.Logs())
+			return 1
+		}
+		env = e
 		return m.Run()
 	}))
 }
 
-// setup builds (or finds in the cache) every tool and starts the control
-// plane. cleanup stops it and removes its files.
-func setup(ctx context.Context) (_ *environment, cleanup func(), err error) {
-	cleanup = func() {}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		return nil, cleanup, err
-	}
-	cache, err := tool.CacheDir()
-	if err != nil {
-		return nil, cleanup, err
-	}
-	bins := map[string]string{}
-	for _, t := range []tool.Tool{tool.APIServer, tool.ControllerManager, tool.Scheduler, tool.Kwok, tool.Kubectl, tool.Skaffold, tool.Kustomize} {
-		if bins[t.Name], err = t.Build(ctx, root, cache, os.Stderr); err != nil {
-			return nil, cleanup, err
-		}
-	}
-	stages, err := kwokStages(ctx, root)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	dir, err := os.MkdirTemp("", "micro-cluster-")
-	if err != nil {
-		return nil, cleanup, fmt.Errorf("make the control plane's directory: %w", err)
-	}
-	var cp *controlplane.ControlPlane
-	cleanup = func() {
-		if cp != nil {
-			if err := cp.Stop(); err != nil {
-				fmt.Fprintln(os.Stderr, "stop the control plane:", err)
-			}
-		}
-		os.RemoveAll(dir)
-	}
-	cp, err = controlplane.Start(ctx, controlplane.Binaries{
-		APIServer: bins["kube-apiserver"], ControllerManager: bins["kube-controller-manager"],
-		Scheduler: bins["kube-scheduler"], Kwok: bins["kwok"], KwokStages: stages,
-	}, dir)
-	if err != nil {
-		return nil, cleanup, fmt.Errorf("start the control plane: %w", err)
-	}
-	sk, err := skaffold.New(bins["skaffold"], root, dir,
-		[]string{filepath.Dir(bins["kubectl"]), filepath.Dir(bins["kustomize"])}, "KUBECONFIG="+cp.Kubeconfig)
-	if err != nil {
-		return nil, cleanup, err
-	}
-	return &environment{root: root, dir: dir, cp: cp, skaffold: sk}, cleanup, nil
-}
-
-// kwokStages are the stage manifests kwok ships that make a node Ready with
-// a lease heartbeat and make pods Running and Ready at once.
-func kwokStages(ctx context.Context, root string) ([]string, error) {
-	src, err := tool.Kwok.ModuleSource(ctx, root)
+// setup pushes the base image and builds every image once, as users'
+// skaffold would, so that each deploy after finds them in the registry.
+func setup(ctx context.Context, root string, c *kube.Cluster) (*environment, error) {
+	e := &environment{root: root, cluster: c}
+	base, err := skaffold.Base()
 	if err != nil {
 		return nil, err
 	}
-	var files []string
-	for _, stage := range []string{"node/fast", "node/heartbeat-with-lease", "pod/fast"} {
-		found, err := filepath.Glob(filepath.Join(src, "kustomize/stage", stage, "*.yaml"))
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range found {
-			if filepath.Base(f) != "kustomization.yaml" {
-				files = append(files, f)
-			}
-		}
+	ref, err := name.ParseReference(c.Registry + "/distroless/static:nonroot")
+	if err != nil {
+		return nil, err
 	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no kwok stages found in %s", src)
+	if err := remote.WriteIndex(ref, base, remote.WithContext(ctx)); err != nil {
+		return nil, fmt.Errorf("push the base image: %w", err)
 	}
-	return files, nil
+	if e.config, err = skaffold.WithBase(root, ref.String()); err != nil {
+		return nil, err
+	}
+	if e.file, err = skaffold.ReadFile(root); err != nil {
+		return nil, err
+	}
+	e.skaffold, err = skaffold.New(c.Host.Bins.Skaffold, root, c.Host.Dir,
+		[]string{filepath.Dir(c.Host.Bins.Kubectl), filepath.Dir(c.Host.Bins.Kustomize)},
+		"KUBECONFIG="+c.Kubeconfig,
+		// Every module is in the cache (kube.Build): fail at once rather
+		// than wait on a network that is not there.
+		"GOPROXY=off", "GOFLAGS=-mod=readonly")
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	out, err := e.skaffold.Run(ctx, bytes.NewReader(e.config), append([]string{"build"}, e.buildFlags("linux/amd64", e.file.ProfileNames())...)...)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "skaffold built and pushed every image for linux/amd64 in %s\n%s", time.Since(start).Round(time.Second), out)
+	return e, nil
+}
+
+// buildFlags are what every build of the tests gives skaffold: the config on
+// standard input, the cluster's registry, one platform, the tag, profiles.
+func (e *environment) buildFlags(platform string, profiles []string) []string {
+	flags := []string{"--filename=-", "--default-repo=" + e.cluster.Registry, "--platform=" + platform, "--tag=" + tag,
+		"--detect-minikube=false"}
+	if len(profiles) > 0 {
+		flags = append(flags, "--profile="+strings.Join(profiles, ","))
+	}
+	return flags
 }

@@ -1,36 +1,43 @@
 // Package tool builds the pinned command-line tools the Makefile and the
-// cluster tests run (skaffold, kustomize, kwok, and the Kubernetes control
-// plane with kubectl) from the Go module
-// that pins each one, into a cache directory keyed by module version. A warm
+// cluster tier run (skaffold, kustomize, and the cluster's own binaries:
+// Kubernetes, containerd, the CNI plugins, CoreDNS) from the Go module that
+// pins each one, into a cache directory keyed by module version. A warm
 // run finds them there and builds nothing; a version bump in a go.mod builds
 // the new version beside the old.
 package tool
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 )
 
-// A Tool is one command and the module that pins it.
+// A Tool is one command (or a few built together) and the module that pins
+// it.
 type Tool struct {
-	// Name is the binary's name.
+	// Name names its folder in the cache.
 	Name string
 	// ModuleDir is the directory of the go.mod whose requirements pin it,
 	// relative to the repository root.
 	ModuleDir string
 	// Module is the module whose version keys the cache.
 	Module string
-	// Package is the main package to build.
-	Package string
+	// Packages are the main packages to build into the tool's folder; the
+	// first is the command Build returns. The others are found beside it:
+	// containerd looks for its shim on its PATH, and the CNI plugins are
+	// found in one folder.
+	Packages []string
 	// LDFlags stamp the module version where the tool expects it; nil for
 	// none.
 	LDFlags func(version string) string
+	// Env is added to go build's environment; Tags are its build tags.
+	Env  []string
+	Tags string
 }
 
 // kubernetesLDFlags stamp a Kubernetes binary's version (v1.37.2: major 1,
@@ -47,25 +54,49 @@ var (
 	APIServer         = kubernetes("kube-apiserver")
 	ControllerManager = kubernetes("kube-controller-manager")
 	Scheduler         = kubernetes("kube-scheduler")
+	Kubelet           = kubernetes("kubelet")
+	KubeProxy         = kubernetes("kube-proxy")
 	Kubectl           = kubernetes("kubectl")
-	Kwok              = Tool{Name: "kwok", ModuleDir: "tools/kwok", Module: "sigs.k8s.io/kwok", Package: "sigs.k8s.io/kwok/cmd/kwok"}
 	Skaffold          = Tool{
 		Name: "skaffold", ModuleDir: "tools/skaffold", Module: "github.com/GoogleContainerTools/skaffold/v2",
-		Package: "github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold",
+		Packages: []string{"github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold"},
 		LDFlags: func(v string) string {
 			return "-X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=" + v
 		},
 	}
-	Kustomize = Tool{Name: "kustomize", ModuleDir: "tools/kustomize", Module: "sigs.k8s.io/kustomize/kustomize/v5", Package: "sigs.k8s.io/kustomize/kustomize/v5"}
+	Kustomize = Tool{Name: "kustomize", ModuleDir: "tools/kustomize", Module: "sigs.k8s.io/kustomize/kustomize/v5",
+		Packages: []string{"sigs.k8s.io/kustomize/kustomize/v5"}}
+	// Containerd is static (no cgo) and without btrfs, which would need
+	// its C headers.
+	Containerd = Tool{Name: "containerd", ModuleDir: "tools/containerd", Module: "github.com/containerd/containerd/v2",
+		Packages: []string{
+			"github.com/containerd/containerd/v2/cmd/containerd",
+			"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+			"github.com/containerd/containerd/v2/cmd/ctr",
+		},
+		Env: []string{"CGO_ENABLED=0"}, Tags: "no_btrfs",
+	}
+	CNIPlugins = Tool{Name: "cni-plugins", ModuleDir: "tools/cni", Module: "github.com/containernetworking/plugins",
+		Packages: []string{
+			"github.com/containernetworking/plugins/plugins/main/bridge",
+			"github.com/containernetworking/plugins/plugins/ipam/host-local",
+			"github.com/containernetworking/plugins/plugins/main/loopback",
+			"github.com/containernetworking/plugins/plugins/meta/portmap",
+		},
+		Env: []string{"CGO_ENABLED=0"},
+	}
+	// CoreDNS with only the plugins the cluster tier uses (tools/coredns).
+	CoreDNS = Tool{Name: "coredns", ModuleDir: "tools/coredns", Module: "github.com/coredns/coredns",
+		Packages: []string{"github.com/micro/kubernetes/tools/coredns"}}
 )
 
 // All are every tool.
 func All() []Tool {
-	return []Tool{APIServer, ControllerManager, Scheduler, Kubectl, Kwok, Skaffold, Kustomize}
+	return []Tool{APIServer, ControllerManager, Scheduler, Kubelet, KubeProxy, Kubectl, Skaffold, Kustomize, Containerd, CNIPlugins, CoreDNS}
 }
 
 func kubernetes(name string) Tool {
-	return Tool{Name: name, ModuleDir: "tools/kubernetes", Module: "k8s.io/kubernetes", Package: "k8s.io/kubernetes/cmd/" + name, LDFlags: kubernetesLDFlags}
+	return Tool{Name: name, ModuleDir: "tools/kubernetes", Module: "k8s.io/kubernetes", Packages: []string{"k8s.io/kubernetes/cmd/" + name}, LDFlags: kubernetesLDFlags}
 }
 
 // CacheDir is where built tools are kept: $MICRO_TOOLS_CACHE, or
@@ -90,52 +121,54 @@ func (t Tool) Version(ctx context.Context, root string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// Build returns the path of the tool's binary in cache, building it first if
-// that version is not there yet. Progress goes to log.
+// Build returns the path of the tool's command in cache, building its
+// packages first if that version is not there yet. Progress goes to log.
 func (t Tool) Build(ctx context.Context, root, cache string, log io.Writer) (string, error) {
 	version, err := t.Version(ctx, root)
 	if err != nil {
 		return "", err
 	}
 	dir := filepath.Join(cache, t.Name+"-"+version)
-	bin := filepath.Join(dir, t.Name)
+	bin := filepath.Join(dir, binaryName(t.Packages[0]))
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("make the cache directory: %w", err)
-	}
 	fmt.Fprintf(log, "building %s %s into %s (once per version)\n", t.Name, version, dir)
-	// Built under a temporary name and renamed, so an interrupted build
-	// never leaves a binary that a later run would take as complete.
-	tmp := bin + ".tmp"
-	args := []string{"build", "-o", tmp}
+	// Built into a temporary folder and renamed, so an interrupted build
+	// never leaves a folder that a later run would take as complete.
+	tmp := dir + ".tmp"
+	for _, d := range []string{dir, tmp} {
+		if err := os.RemoveAll(d); err != nil {
+			return "", fmt.Errorf("clear %s: %w", d, err)
+		}
+	}
+	args := []string{"build", "-o", tmp + string(filepath.Separator)}
 	if t.LDFlags != nil {
 		args = append(args, "-ldflags", t.LDFlags(version))
 	}
-	cmd := goCmd(ctx, filepath.Join(root, t.ModuleDir), append(args, t.Package)...)
+	if t.Tags != "" {
+		args = append(args, "-tags", t.Tags)
+	}
+	cmd := goCmd(ctx, filepath.Join(root, t.ModuleDir), append(args, t.Packages...)...)
+	cmd.Env = append(cmd.Env, t.Env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("build %s %s: %w", t.Name, version, err)
 	}
-	if err := os.Rename(tmp, bin); err != nil {
+	if err := os.Rename(tmp, dir); err != nil {
 		return "", fmt.Errorf("install %s: %w", t.Name, err)
 	}
 	return bin, nil
 }
 
-// ModuleSource returns where the Go module cache holds the tool's module, for
-// files it ships besides code (kwok's stages).
-func (t Tool) ModuleSource(ctx context.Context, root string) (string, error) {
-	out, err := goCmd(ctx, filepath.Join(root, t.ModuleDir), "mod", "download", "-json", t.Module).Output()
-	if err != nil {
-		return "", fmt.Errorf("download %s: %w", t.Module, exitDetail(err))
+// binaryName is the name go build gives a main package's binary: its last
+// element, or the one before a major version suffix (kustomize/v5).
+func binaryName(pkg string) string {
+	base := path.Base(pkg)
+	if v := strings.TrimPrefix(base, "v"); v != base && v != "" && strings.Trim(v, "0123456789") == "" {
+		return path.Base(path.Dir(pkg))
 	}
-	var m struct{ Dir string }
-	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
-		return "", fmt.Errorf("read where %s was downloaded: %v", t.Module, err)
-	}
-	return m.Dir, nil
+	return base
 }
 
 // goCmd runs go in a tool module, outside the workspace: each tool module

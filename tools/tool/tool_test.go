@@ -8,3 +8,16 @@ func TestKubernetesLDFlagsFollowTheVersion(t *testing.T) {
 		t.Errorf("LDFlags(v1.38.0) = %q, want %q", got, want)
 	}
 }
+
+func TestBinaryName(t *testing.T) {
+	for pkg, want := range map[string]string{
+		"sigs.k8s.io/kustomize/kustomize/v5":                              "kustomize",
+		"k8s.io/kubernetes/cmd/kubelet":                                   "kubelet",
+		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2": "containerd-shim-runc-v2",
+		"example.com/tools/v":                                             "v",
+	} {
+		if got := binaryName(pkg); got != want {
+			t.Errorf("binaryName(%s) = %s, want %s", pkg, got, want)
+		}
+	}
+}

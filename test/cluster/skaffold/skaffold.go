@@ -1,5 +1,6 @@
 // Package skaffold runs the pinned skaffold in the repository for the
-// cluster and image tests, and reads what they need of skaffold.yaml.
+// cluster tier, reads what it needs of skaffold.yaml, and makes the base
+// image it builds on.
 package skaffold
 
 import (
@@ -35,8 +36,10 @@ func New(bin, root, dir string, path []string, env ...string) (*Runner, error) {
 	path = append(path, os.Getenv("PATH"))
 	env = append(os.Environ(), append(env,
 		"PATH="+strings.Join(path, string(os.PathListSeparator)),
-		// SKAFFOLD_CONFIG is --config, for the commands that take it.
+		// SKAFFOLD_CONFIG is --config, for the commands that take it;
+		// the artifact cache is kept beside it, not in ~/.skaffold.
 		"SKAFFOLD_CONFIG="+config,
+		"SKAFFOLD_CACHE_FILE="+filepath.Join(dir, "skaffold-cache.yaml"),
 		"SKAFFOLD_UPDATE_CHECK=false",
 		// The tests run with GOWORK=off; ko builds the application inside
 		// the workspace, as users' skaffold does.

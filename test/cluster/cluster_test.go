@@ -1,0 +1,244 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/micro/kubernetes/test/cluster/kube"
+)
+
+// The helpers the tests share: namespaces, skaffold deploys, pods, and
+// requests from the node to Services and pods.
+
+func createNamespace(t *testing.T, name string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := env.cluster.Client.CoreV1().Namespaces().Create(t.Context(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create namespace %s: %v", name, err)
+	}
+}
+
+// deploy runs `skaffold run` with these profiles into a new namespace ns, as
+// `make deploy PROFILES=...` does, and waits with skaffold's own status
+// check. The images were built by TestMain: skaffold finds them in the
+// registry.
+func deploy(t *testing.T, ns string, profiles []string) string {
+	t.Helper()
+	createNamespace(t, ns)
+	args := append([]string{"run"}, env.buildFlags("linux/amd64", profiles)...)
+	args = append(args, "--namespace="+ns, "--status-check=true")
+	out, err := env.skaffold.Run(t.Context(), bytes.NewReader(env.config), args...)
+	if err != nil {
+		t.Fatalf("%v\ncluster:\n%s", err, env.cluster.Logs())
+	}
+	return string(out)
+}
+
+// pods lists the pods of an app (app.kubernetes.io/name) in ns; all of ns
+// when app is empty.
+func pods(ctx context.Context, ns, app string) ([]corev1.Pod, error) {
+	opts := metav1.ListOptions{}
+	if app != "" {
+		opts.LabelSelector = "app.kubernetes.io/name=" + app
+	}
+	list, err := env.cluster.Client.CoreV1().Pods(ns).List(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// onePod is the one pod of an app that is not being deleted.
+func onePod(t *testing.T, ns, app string) corev1.Pod {
+	t.Helper()
+	all, err := pods(t.Context(), ns, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live []corev1.Pod
+	for _, p := range all {
+		if p.DeletionTimestamp == nil {
+			live = append(live, p)
+		}
+	}
+	if len(live) != 1 {
+		t.Fatalf("%d pods of %s in %s, want 1", len(live), app, ns)
+	}
+	return live[0]
+}
+
+// allReady says why not every pod of ns is Running with every container
+// ready, or nil.
+func allReady(ctx context.Context, ns string) error {
+	list, err := pods(ctx, ns, "")
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		return errors.New("no pods")
+	}
+	for _, p := range list {
+		if p.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("pod %s is %s", p.Name, p.Status.Phase)
+		}
+		for _, c := range p.Status.ContainerStatuses {
+			if !c.Ready {
+				return fmt.Errorf("pod %s: container %s is not ready", p.Name, c.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// restarts are the restart counts of every container of ns, by pod/container.
+func restarts(t *testing.T, ns string) map[string]int32 {
+	t.Helper()
+	list, err := pods(t.Context(), ns, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int32{}
+	for _, p := range list {
+		for _, c := range p.Status.ContainerStatuses {
+			counts[p.Name+"/"+c.Name] = c.RestartCount
+		}
+	}
+	return counts
+}
+
+// warnings are the Warning events about pods of ns seen since t.
+func warnings(ctx context.Context, ns string, since time.Time) ([]string, error) {
+	list, err := env.cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "type=Warning"})
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	for _, e := range list.Items {
+		last := e.LastTimestamp.Time
+		if e.Series != nil {
+			last = e.Series.LastObservedTime.Time
+		}
+		if last.IsZero() {
+			last = e.EventTime.Time
+		}
+		if e.InvolvedObject.Kind == "Pod" && !last.Before(since) {
+			found = append(found, fmt.Sprintf("%s %s: %s %s (x%d)", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message, e.Count))
+		}
+	}
+	return found, nil
+}
+
+// client sends requests from the node, finding names through the cluster's
+// DNS as pods do: "http://web.NS.svc.cluster.local" is the web Service.
+var client = &http.Client{
+	Timeout: 10 * time.Second,
+	Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Resolver: kube.Resolver(), Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+	},
+}
+
+// serviceURL is the URL of a Service of ns, by its DNS name.
+func serviceURL(service, ns string) string {
+	return "http://" + service + "." + ns + ".svc.cluster.local"
+}
+
+type answer struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func get(ctx context.Context, url string) (answer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return answer{}, err
+	}
+	rsp, err := client.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer rsp.Body.Close()
+	b, err := io.ReadAll(rsp.Body)
+	return answer{status: rsp.StatusCode, body: string(b), header: rsp.Header}, err
+}
+
+// eventually calls check every 250 ms until it returns nil or limit
+// passes, and returns how long that took; the error says the last failure.
+func eventually(ctx context.Context, limit time.Duration, check func(context.Context) error) (time.Duration, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		err := check(ctx)
+		if err == nil {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), fmt.Errorf("not within %s: %w", limit, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// metric reads one sample of a Prometheus text exposition: the value of
+// the series name{labels...}, where labels is a substring of its label set.
+func metric(ctx context.Context, url, series, labels string) (float64, error) {
+	a, err := get(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + `\{([^}]*)\} (\S+)$`)
+	total, found := 0.0, false
+	for _, m := range re.FindAllStringSubmatch(a.body, -1) {
+		if strings.Contains(m[1], labels) {
+			v, err := strconv.ParseFloat(m[2], 64)
+			if err != nil {
+				return 0, err
+			}
+			total, found = total+v, true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("%s has no %s{%s}", url, series, labels)
+	}
+	return total, nil
+}
+
+// decode splits a multi-document YAML stream into objects.
+func decode(manifests []byte) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	d := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifests), 4096)
+	for {
+		var o unstructured.Unstructured
+		if err := d.Decode(&o.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("decode the manifests: %w", err)
+		}
+		if len(o.Object) > 0 {
+			objs = append(objs, &o)
+		}
+	}
+	if len(objs) == 0 {
+		return nil, errors.New("no objects in the manifests")
+	}
+	return objs, nil
+}

@@ -1,0 +1,81 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/micro/kubernetes/tools/tool"
+)
+
+// Binaries are the programs the cluster runs.
+type Binaries struct {
+	APIServer, ControllerManager, Scheduler, Kubelet, KubeProxy, Kubectl string
+	// Containerd is containerd; its shim and ctr are beside it.
+	Containerd string
+	// CNIPlugins is the folder of the CNI plugins.
+	CNIPlugins string
+	CoreDNS    string
+	// Pause is the pods' sandbox program (./pause), built each run.
+	Pause string
+	// Skaffold and Kustomize deploy the application the way users do.
+	Skaffold, Kustomize string
+}
+
+// Build finds each pinned binary in the tools cache, building what is
+// missing (the first run builds Kubernetes, containerd, CoreDNS and skaffold
+// from source: about half an hour on two cores), and builds the pause
+// program. It needs the Go module proxy, so it runs on the host, before the
+// cluster's namespaces exist.
+func Build(ctx context.Context, root string) (Binaries, error) {
+	cache, err := tool.CacheDir()
+	if err != nil {
+		return Binaries{}, err
+	}
+	var b Binaries
+	for _, t := range []struct {
+		tool tool.Tool
+		dest *string
+	}{
+		{tool.APIServer, &b.APIServer}, {tool.ControllerManager, &b.ControllerManager}, {tool.Scheduler, &b.Scheduler},
+		{tool.Kubelet, &b.Kubelet}, {tool.KubeProxy, &b.KubeProxy}, {tool.Kubectl, &b.Kubectl},
+		{tool.Containerd, &b.Containerd}, {tool.CNIPlugins, &b.CNIPlugins}, {tool.CoreDNS, &b.CoreDNS},
+		{tool.Skaffold, &b.Skaffold}, {tool.Kustomize, &b.Kustomize},
+	} {
+		if *t.dest, err = t.tool.Build(ctx, root, cache, os.Stderr); err != nil {
+			return b, err
+		}
+	}
+	b.CNIPlugins = filepath.Dir(b.CNIPlugins)
+
+	// The pause program is this module's own; it goes beside the tools,
+	// rebuilt (from the build cache) every run.
+	b.Pause = filepath.Join(cache, "cluster-pause", "pause")
+	build := exec.CommandContext(ctx, "go", "build", "-o", b.Pause, "./pause")
+	build.Dir = filepath.Join(root, "test", "cluster")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		return b, fmt.Errorf("build the pause program: %w\n%s", err, out)
+	}
+
+	// The images are built inside the namespaces, where there is no
+	// network: every module the workspace needs must be in the module cache
+	// by then.
+	modules := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}")
+	modules.Dir = root
+	dirs, err := modules.Output()
+	if err != nil {
+		return b, fmt.Errorf("list the workspace's modules: %w", err)
+	}
+	for _, dir := range strings.Fields(string(dirs)) {
+		download := exec.CommandContext(ctx, "go", "mod", "download")
+		download.Dir = dir
+		if out, err := download.CombinedOutput(); err != nil {
+			return b, fmt.Errorf("download the modules of %s: %w\n%s", dir, err, out)
+		}
+	}
+	return b, nil
+}

@@ -1,0 +1,97 @@
+package kube
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+// registryPort is the image registry's, on the namespace's loopback. The
+// registry is named "localhost", which containerd and ko both speak plain
+// HTTP to, as a local registry needs no TLS.
+const registryPort = 5000
+
+// pauseImage is the sandbox image, in the registry.
+const pauseImage = "pause:1"
+
+// startRegistry serves an image registry (go-containerregistry's, with its
+// blobs on disk) and pushes the pause image to it.
+func (c *Cluster) startRegistry(ctx context.Context) error {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(registryPort))
+	if err != nil {
+		return fmt.Errorf("listen for the registry: %w", err)
+	}
+	if err := os.MkdirAll(c.path("registry"), 0o755); err != nil {
+		return err
+	}
+	c.Registry = "localhost:" + strconv.Itoa(registryPort)
+	c.registry = &http.Server{
+		Handler: registry.New(
+			registry.WithBlobHandler(registry.NewDiskBlobHandler(c.path("registry"))),
+			registry.Logger(log.New(io.Discard, "", 0)),
+		),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() { _ = c.registry.Serve(l) }()
+	return c.pushPause(ctx)
+}
+
+// pushPause pushes an image holding only the pause program.
+func (c *Cluster) pushPause(ctx context.Context) error {
+	bin, err := os.ReadFile(c.Host.Bins.Pause)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "pause", Mode: 0o755, Size: int64(len(bin))}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(bin); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		return err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.Entrypoint, cf.Config.User = []string{"/pause"}, "65535"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return err
+	}
+	ref, err := name.ParseReference(c.Registry + "/" + pauseImage)
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+		return fmt.Errorf("push the pause image: %w", err)
+	}
+	return nil
+}

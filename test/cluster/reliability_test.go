@@ -1,0 +1,365 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Bounds the reliability checks assert; the README's Reliability figures are
+// what they measured.
+const (
+	// hungRestartBound: from a frozen greeter to a serving one. The liveness
+	// probe fails 3 times 5 s apart (at most 15 s), the hung process is
+	// killed after the probe's 5 s grace, the container starts in about a
+	// second and the readiness probe (every 5 s) passes: about 27 s at
+	// worst, with room for a busy machine.
+	hungRestartBound = 45 * time.Second
+	// configBound: the kubelet refreshes a mounted ConfigMap when it syncs
+	// the pod, every minute and some jitter (measured: 1 s to 90 s), and the
+	// services read the file every 2 s.
+	configBound = 3 * time.Minute
+	// greeterDeadline is the web's deadline on the greeter
+	// (--greeter_timeout, 2 s by default), and slack for the answer.
+	greeterDeadline = 2*time.Second + 500*time.Millisecond
+	// loadRate is the rate of the request loops, in requests a second.
+	loadRate = 60
+)
+
+// TestReliability deploys the application with `skaffold run` into a
+// namespace of its own and, in turn: edits the ConfigMap; restarts both
+// Deployments under load; freezes the greeter; kills it. Each must go as
+// the README says, with no human action.
+func TestReliability(t *testing.T) {
+	t.Parallel()
+	const ns = "reliability"
+	deploy(t, ns, nil)
+	if _, err := eventually(t.Context(), time.Minute, func(ctx context.Context) error { return allReady(ctx, ns) }); err != nil {
+		t.Fatal(err)
+	}
+	url := serviceURL("web", ns) + "/greeter?name=Node"
+
+	t.Run("ConfigMap edit changes the greeting without a restart", func(t *testing.T) {
+		before := restarts(t, ns)
+		took := setGreeting(t, ns, "Hi {name}", url, "Hi Node")
+		t.Logf("the greeting changed %s after the ConfigMap edit", took.Round(time.Second))
+		if after := restarts(t, ns); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("restart counts were %v, are %v", before, after)
+		}
+		took = setGreeting(t, ns, "Hello {name}", url, "Hello Node")
+		t.Logf("and back %s after the second edit", took.Round(time.Second))
+	})
+
+	t.Run("rolling restarts under load lose nothing", func(t *testing.T) {
+		l := startLoop(t.Context(), url, loadRate)
+		for _, d := range []string{"greeter", "web"} {
+			kubectl(t, "rollout", "restart", "deployment/"+d, "--namespace="+ns)
+			kubectl(t, "rollout", "status", "deployment/"+d, "--namespace="+ns, "--timeout=3m")
+		}
+		time.Sleep(5 * time.Second) // the old web pod's last connections end
+		results := l.stop()
+		s := summarize(results)
+		t.Logf("%d requests in %s (%.0f/s) across both rollouts: %v", len(results), s.span.Round(time.Second), s.rate, s.statuses)
+		if s.statuses["200"] != len(results) {
+			t.Errorf("not every answer was 200: %v", s.statuses)
+		}
+		if s.rate < 50 {
+			t.Errorf("the loop sent %.0f requests a second, want at least 50", s.rate)
+		}
+	})
+
+	t.Run("a frozen greeter is restarted through the health sidecar", func(t *testing.T) {
+		pod := onePod(t, ns, "greeter")
+		before := containerRestarts(pod, "greeter")
+		l := startLoop(t.Context(), url, 20)
+		time.Sleep(2 * time.Second)
+		frozen := time.Now()
+		signalContainer(t, pod, "greeter", syscall.SIGSTOP)
+
+		// The sidecar, asked as the kubelet asks it, answers 503.
+		sidecar := "http://" + net.JoinHostPort(pod.Status.PodIP, "8081") + "/health"
+		if _, err := eventually(t.Context(), 10*time.Second, func(ctx context.Context) error {
+			a, err := get(ctx, sidecar)
+			if err == nil && a.status != 503 {
+				err = fmt.Errorf("the sidecar answered %d %s", a.status, a.body)
+			}
+			return err
+		}); err != nil {
+			t.Errorf("the sidecar of a frozen greeter: %v, want 503", err)
+		}
+		back := waitServing(t, l, frozen, hungRestartBound)
+		results := l.stop()
+		t.Logf("frozen to serving in %s", back.Round(100*time.Millisecond))
+		checkOutage(t, results, frozen, []string{"504", "503"})
+		if after := containerRestarts(onePod(t, ns, "greeter"), "greeter"); after != before+1 {
+			t.Errorf("the greeter's restart count went from %d to %d, want one restart", before, after)
+		}
+	})
+
+	t.Run("a killed greeter comes back by itself", func(t *testing.T) {
+		pod := onePod(t, ns, "greeter")
+		before := containerRestarts(pod, "greeter")
+		l := startLoop(t.Context(), url, 20)
+		time.Sleep(2 * time.Second)
+		killed := time.Now()
+		signalContainer(t, pod, "greeter", syscall.SIGKILL)
+		back := waitServing(t, l, killed, hungRestartBound)
+		results := l.stop()
+		t.Logf("killed to serving in %s", back.Round(100*time.Millisecond))
+		checkOutage(t, results, killed, []string{"503", "504"})
+		if after := containerRestarts(onePod(t, ns, "greeter"), "greeter"); after != before+1 {
+			t.Errorf("the greeter's restart count went from %d to %d, want one restart", before, after)
+		}
+	})
+}
+
+// setGreeting edits the greeting in the ConfigMap and returns how long the
+// answer at url took to say want.
+func setGreeting(t *testing.T, ns, greeting, url, want string) time.Duration {
+	t.Helper()
+	cms := env.cluster.Client.CoreV1().ConfigMaps(ns)
+	cm, err := cms.Get(t.Context(), "config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var config map[string]map[string]any
+	if err := json.Unmarshal([]byte(cm.Data["config.json"]), &config); err != nil {
+		t.Fatalf("config.json: %v", err)
+	}
+	config["greeter"]["greeting"] = greeting
+	b, err := json.Marshal(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["config.json"] = string(b)
+	if _, err := cms.Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	took, err := eventually(t.Context(), configBound, func(ctx context.Context) error {
+		a, err := get(ctx, url)
+		if err == nil && !strings.Contains(a.body, `"`+want+`"`) {
+			err = fmt.Errorf("answered %d %s", a.status, a.body)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("after the ConfigMap edit, want %q: %v", want, err)
+	}
+	return took
+}
+
+func kubectl(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), env.cluster.Host.Bins.Kubectl, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.cluster.Kubeconfig)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func containerRestarts(p corev1.Pod, name string) int32 {
+	for _, c := range p.Status.ContainerStatuses {
+		if c.Name == name {
+			return c.RestartCount
+		}
+	}
+	return -1
+}
+
+// signalContainer sends sig to the main process of a pod's container. The
+// tests run in the cluster's PID namespace, where the container's processes
+// are visible: its process is the one in the container's cgroup.
+func signalContainer(t *testing.T, pod corev1.Pod, name string, sig syscall.Signal) {
+	t.Helper()
+	var id string
+	for _, c := range pod.Status.ContainerStatuses {
+		if c.Name == name {
+			_, id, _ = strings.Cut(c.ContainerID, "://")
+		}
+	}
+	if id == "" {
+		t.Fatalf("pod %s has no container %s", pod.Name, name)
+	}
+	cgroups, err := filepath.Glob("/proc/[0-9]*/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range cgroups {
+		b, err := os.ReadFile(f)
+		if err != nil || !strings.Contains(string(b), id) {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(f, "/proc/%d/cgroup", &pid); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, sig); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("sent %v to %s/%s (pid %d)", sig, pod.Name, name, pid)
+		return
+	}
+	t.Fatalf("no process in the cgroup of %s/%s (%s)", pod.Name, name, id)
+}
+
+// result is one request of a loop.
+type result struct {
+	at     time.Time
+	status string // the HTTP status, or the error
+	took   time.Duration
+}
+
+// loop sends GET url at a fixed rate until stopped.
+type loop struct {
+	mu      sync.Mutex
+	results []result
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func startLoop(ctx context.Context, url string, rate int) *loop {
+	ctx, cancel := context.WithCancel(ctx)
+	l := &loop{cancel: cancel}
+	l.wg.Go(func() {
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			l.wg.Go(func() {
+				start := time.Now()
+				status := ""
+				a, err := get(context.WithoutCancel(ctx), url)
+				if err != nil {
+					status = err.Error()
+				} else {
+					status = fmt.Sprint(a.status)
+				}
+				l.mu.Lock()
+				l.results = append(l.results, result{at: start, status: status, took: time.Since(start)})
+				l.mu.Unlock()
+			})
+		}
+	})
+	return l
+}
+
+func (l *loop) stop() []result {
+	l.cancel()
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sort.Slice(l.results, func(i, j int) bool { return l.results[i].at.Before(l.results[j].at) })
+	return l.results
+}
+
+// lastNon200 is when the last request that did not get 200 was sent.
+func (l *loop) lastNon200() (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var last time.Time
+	for _, r := range l.results {
+		if r.status != "200" && r.at.After(last) {
+			last = r.at
+		}
+	}
+	return last, !last.IsZero()
+}
+
+// waitServing waits until, after a failure since t0, a request succeeds
+// and the ten after it too, and returns from t0 to the first of them.
+func waitServing(t *testing.T, l *loop, t0 time.Time, bound time.Duration) time.Duration {
+	t.Helper()
+	took, err := eventually(t.Context(), bound+5*time.Second, func(context.Context) error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		failed, streak := false, 0
+		for _, r := range l.results {
+			switch {
+			case r.at.Before(t0):
+			case r.status != "200":
+				failed, streak = true, 0
+			case failed:
+				streak++
+			}
+		}
+		if !failed || streak < 10 {
+			return fmt.Errorf("failed since: %v; 200s since: %d", failed, streak)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the web did not answer 200 again: %v", err)
+	}
+	last, _ := l.lastNon200()
+	back := last.Sub(t0)
+	if back > bound || took > bound+5*time.Second {
+		t.Errorf("serving again %s after, want within %s", back.Round(100*time.Millisecond), bound)
+	}
+	return back
+}
+
+// checkOutage checks the answers from t0 on: only the allowed statuses
+// besides 200, each within the web's deadline on the greeter.
+func checkOutage(t *testing.T, results []result, t0 time.Time, allowed []string) {
+	t.Helper()
+	s := summarize(results)
+	t.Logf("%d requests: %v", len(results), s.statuses)
+	slowest := time.Duration(0)
+	for _, r := range results {
+		if r.at.Before(t0) {
+			continue
+		}
+		slowest = max(slowest, r.took)
+		if r.status != "200" && !contains(allowed, r.status) {
+			t.Errorf("answered %q at %s, want 200 or %v", r.status, r.at.Sub(t0).Round(time.Millisecond), allowed)
+		}
+	}
+	if slowest > greeterDeadline {
+		t.Errorf("the slowest answer took %s, over the web's deadline on the greeter", slowest)
+	}
+	t.Logf("the slowest answer took %s", slowest.Round(time.Millisecond))
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+type summary struct {
+	statuses map[string]int
+	span     time.Duration
+	rate     float64
+}
+
+func summarize(results []result) summary {
+	s := summary{statuses: map[string]int{}}
+	for _, r := range results {
+		s.statuses[r.status]++
+	}
+	if len(results) > 1 {
+		s.span = results[len(results)-1].at.Sub(results[0].at)
+		s.rate = float64(len(results)-1) / s.span.Seconds()
+	}
+	return s
+}
