@@ -37,8 +37,8 @@ help: ## List the targets
 ##@ Run on this machine
 
 .PHONY: run
-run: ## Build and run the whole application on loopback (no cluster); Ctrl-C stops it
-	$(call needs,dev/run) go build -o $(BIN)/run ./dev/run && $(BIN)/run -bin $(BIN)
+run: ## Build and run the whole application on loopback (no cluster); Ctrl-C stops it; RUNFLAGS=-help
+	$(call needs,dev/run) go build -o $(BIN)/run ./dev/run && $(BIN)/run -bin $(BIN) $(RUNFLAGS)
 
 # The version stamped into binaries (--version); images get their tag.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -51,7 +51,7 @@ build: ## Build every service, the health sidecar and web into bin/, stripped an
 
 .PHONY: test
 test: test-deps vet ## Unit and end-to-end tests of every module, then each fuzz target briefly (installs protoc and chromium)
-	go test -timeout 15m $(PACKAGES)
+	go test -timeout 15m $(TESTFLAGS) $(PACKAGES)
 	cd tools && GOWORK=off go test ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
 

@@ -3,11 +3,8 @@ module github.com/micro/kubernetes/dev
 go 1.26.0
 
 require (
-	github.com/micro/kubernetes/loadgen v0.0.0-00010101000000-000000000000
 	github.com/micro/kubernetes/pkg/k8s v0.0.0
 	github.com/micro/kubernetes/proto v0.0.0
-	github.com/micro/kubernetes/services/greeter v0.0.0-00010101000000-000000000000
-	go-micro.dev/v6 v6.3.10
 	golang.org/x/mod v0.41.0
 	google.golang.org/grpc v1.85.0
 )
@@ -65,6 +62,7 @@ require (
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/urfave/cli/v2 v2.27.6 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
+	go-micro.dev/v6 v6.3.10 // indirect
 	go.etcd.io/bbolt v1.4.0 // indirect
 	go.etcd.io/etcd/api/v3 v3.5.21 // indirect
 	go.etcd.io/etcd/client/pkg/v3 v3.5.21 // indirect
@@ -94,8 +92,6 @@ require (
 
 // The monorepo's own modules come from this checkout, in or out of go.work.
 replace (
-	github.com/micro/kubernetes/loadgen => ../loadgen
 	github.com/micro/kubernetes/pkg/k8s => ../pkg/k8s
 	github.com/micro/kubernetes/proto => ../proto
-	github.com/micro/kubernetes/services/greeter => ../services/greeter
 )

@@ -38,9 +38,21 @@ func TestNames(t *testing.T) {
 	}
 }
 
+// Taken: the greeter's name (a service), the ConfigMap's, and every
+// top-level folder's (the web, the sidecar, deploy, ...; a fork's own).
 func TestTakenNamesAreRefused(t *testing.T) {
 	root := repoRoot(t)
-	for _, name := range []string{"greeter", "web", "health", "loadgen", "config", "deploy", "dev", "test", "docs"} {
+	taken := []string{"greeter", "config"}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			taken = append(taken, e.Name())
+		}
+	}
+	for _, name := range taken {
 		n, err := parseName(name)
 		if err != nil {
 			t.Fatal(err)

@@ -99,9 +99,7 @@ require (
 replace (
 	github.com/micro/kubernetes/dev => ../../dev
 	github.com/micro/kubernetes/health => ../../health
-	github.com/micro/kubernetes/loadgen => ../../loadgen
 	github.com/micro/kubernetes/pkg/k8s => ../../pkg/k8s
 	github.com/micro/kubernetes/proto => ../../proto
-	github.com/micro/kubernetes/services/greeter => ../../services/greeter
 	github.com/micro/kubernetes/web => ../../web
 )

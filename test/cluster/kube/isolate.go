@@ -223,7 +223,9 @@ func runInside(h Host) (int, error) {
 			select {
 			case <-done:
 			case <-time.After(namespacesStopTimeout):
-				once.Do(func() { fmt.Fprintf(os.Stderr, "the cluster did not stop within %s: killing it\n", namespacesStopTimeout) })
+				once.Do(func() {
+					fmt.Fprintf(os.Stderr, "the cluster did not stop within %s: killing it\n", namespacesStopTimeout)
+				})
 				_ = cmd.Process.Kill()
 			}
 		case <-done:
