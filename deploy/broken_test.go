@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
@@ -64,6 +65,17 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		}},
 		{"no Service of the greeter's name", checkSelectorPort, func(o *Objects, _ *Code) {
 			service(o, "greeter").Name = "greeter-svc"
+		}},
+		{"a greeter Service with a cluster IP", checkSelectorPort, func(o *Objects, _ *Code) {
+			service(o, "greeter").Spec.ClusterIP = ""
+		}},
+		{"two replicas and no PodDisruptionBudget", checkDisruptionBudgets, func(o *Objects, _ *Code) {
+			o.Disruptions = slices.DeleteFunc(o.Disruptions, func(p policyv1.PodDisruptionBudget) bool { return p.Name == "web" })
+		}},
+		{"a PodDisruptionBudget that keeps none", checkDisruptionBudgets, func(o *Objects, _ *Code) {
+			for i := range o.Disruptions {
+				o.Disruptions[i].Spec.MinAvailable = ptr.To(intstr.FromInt32(0))
+			}
 		}},
 		{"an image skaffold does not build", checkImages, func(o *Objects, _ *Code) {
 			container(o, "web", "web").Image = "nginx"
@@ -152,12 +164,12 @@ func TestConduitCheckCatchesOtherChanges(t *testing.T) {
 	meshed := clone(render(t, s, []string{"conduit"}))
 	changed := false
 	for i, doc := range meshed.YAML {
-		if !changed && bytes.Contains(doc, []byte("replicas: 1")) {
-			meshed.YAML[i], changed = bytes.Replace(doc, []byte("replicas: 1"), []byte("replicas: 3"), 1), true
+		if !changed && bytes.Contains(doc, []byte("replicas: 2")) {
+			meshed.YAML[i], changed = bytes.Replace(doc, []byte("replicas: 2"), []byte("replicas: 3"), 1), true
 		}
 	}
 	if !changed {
-		t.Fatal("no Deployment with replicas: 1 to change")
+		t.Fatal("no Deployment with replicas: 2 to change")
 	}
 	if _, err := OnlyPodAnnotationsDiffer(base, meshed); err == nil {
 		t.Fatal("a component that also changes replicas passed")
@@ -220,6 +232,9 @@ func clone(o Objects) Objects {
 	}
 	for _, cm := range o.ConfigMaps {
 		c.ConfigMaps = append(c.ConfigMaps, *cm.DeepCopy())
+	}
+	for _, pdb := range o.Disruptions {
+		c.Disruptions = append(c.Disruptions, *pdb.DeepCopy())
 	}
 	c.YAML = slices.Clone(o.YAML)
 	return c

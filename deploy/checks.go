@@ -28,8 +28,9 @@ type Code struct {
 	MetricsImages []string
 	// SelectorPort is the port the static selector dials by default.
 	SelectorPort int
-	// Greeter is the greeter's service name: its Service's name.
-	Greeter string
+	// Services are the go-micro services' names: each the name of its
+	// Kubernetes Service, which the static selector resolves.
+	Services []string
 	// SidecarImage is the health sidecar's image; SidecarFlags the flags its
 	// binary defines; SidecarPath and SidecarLivePath its two paths.
 	SidecarImage                 string
@@ -60,10 +61,11 @@ var Checks = []Check{
 	{"ports agree with the code", checkPorts},
 	{"probes and the sidecar's args agree with the code", checkProbes},
 	{"a probe's named port is one of its own container's", checkProbePortNames},
-	{"the static selector dials the greeter Service's port", checkSelectorPort},
+	{"the static selector dials each service's headless Service", checkSelectorPort},
 	{"images are skaffold's artifacts, each used", checkImages},
 	{"every container is probed, bounded and locked down", checkHardening},
 	{"the grace period outlasts preStop and the graceful stop", checkGracePeriod},
+	{"a Deployment of several replicas keeps one through a drain", checkDisruptionBudgets},
 	{"every workload has its own ServiceAccount without a token", checkServiceAccounts},
 	{"every object has the recommended labels", checkLabels},
 	{"network policies select pods and name their ports", checkNetworkPolicies},
@@ -279,20 +281,54 @@ func checkOwnProbes(d appsv1.Deployment, c Code) error {
 }
 
 func checkSelectorPort(o Objects, c Code) error {
-	for _, s := range o.Services {
-		if s.Name != c.Greeter {
+	var errs []error
+	for _, name := range c.Services {
+		i := slices.IndexFunc(o.Services, func(s corev1.Service) bool { return s.Name == name })
+		if i < 0 {
+			errs = append(errs, fmt.Errorf("no Service named %s, the name the static selector resolves", name))
 			continue
 		}
-		var ports []int32
-		for _, p := range s.Spec.Ports {
-			if int(p.Port) == c.SelectorPort {
-				return nil
-			}
-			ports = append(ports, p.Port)
+		s := o.Services[i]
+		// Headless, so that the name resolves to every ready pod, which
+		// the client balances calls over.
+		if s.Spec.ClusterIP != corev1.ClusterIPNone {
+			errs = append(errs, fmt.Errorf("Service %s is not headless (clusterIP: None): its callers would each reach one pod", name))
 		}
-		return fmt.Errorf("Service %s exposes ports %v, but the static selector dials port %d", s.Name, ports, c.SelectorPort)
+		if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return int(p.Port) == c.SelectorPort }) {
+			errs = append(errs, fmt.Errorf("Service %s does not expose port %d, which the static selector dials", name, c.SelectorPort))
+		}
 	}
-	return fmt.Errorf("no Service named %s, the name the static selector resolves", c.Greeter)
+	return errors.Join(errs...)
+}
+
+// checkDisruptionBudgets requires a PodDisruptionBudget for every
+// Deployment of more than one replica, keeping at least one pod through a
+// drain: more than one replica is there to survive exactly that.
+func checkDisruptionBudgets(o Objects, _ Code) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		if d.Spec.Replicas == nil || *d.Spec.Replicas <= 1 {
+			continue
+		}
+		pods := labels.Set(d.Spec.Template.Labels)
+		covered := false
+		for _, pdb := range o.Disruptions {
+			sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+			if err != nil || !sel.Matches(pods) {
+				continue
+			}
+			keeps := pdb.Spec.MinAvailable != nil && pdb.Spec.MinAvailable.IntValue() >= 1 ||
+				pdb.Spec.MaxUnavailable != nil && pdb.Spec.MaxUnavailable.IntValue() < int(*d.Spec.Replicas)
+			if !keeps {
+				errs = append(errs, fmt.Errorf("PodDisruptionBudget %s lets a drain take every pod of %s", pdb.Name, d.Name))
+			}
+			covered = true
+		}
+		if !covered {
+			errs = append(errs, fmt.Errorf("Deployment %s runs %d replicas and no PodDisruptionBudget selects its pods", d.Name, *d.Spec.Replicas))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func checkImages(o Objects, c Code) error {

@@ -80,12 +80,14 @@ func code(t *testing.T, s Skaffold) Code {
 		metrics = append(metrics, img)
 	}
 	return Code{
-		ListenPorts:     listen,
-		MetricsPort:     k8s.MetricsPort,
-		MetricsPath:     k8s.MetricsPath,
-		MetricsImages:   metrics,
-		SelectorPort:    k8s.DefaultPort,
-		Greeter:         greeterv1.ServiceName,
+		ListenPorts:   listen,
+		MetricsPort:   k8s.MetricsPort,
+		MetricsPath:   k8s.MetricsPath,
+		MetricsImages: metrics,
+		SelectorPort:  k8s.DefaultPort,
+		// The greeter's name as its callers dial it, and every service's
+		// image (make new-service names the two alike).
+		Services:        slices.Compact(slices.Sorted(slices.Values(append(s.ServiceImages(), greeterv1.ServiceName)))),
 		SidecarImage:    "health",
 		SidecarFlags:    sidecarFlags(t),
 		SidecarPath:     probe.Path,

@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -19,6 +20,7 @@ type Objects struct {
 	ServiceAccounts []corev1.ServiceAccount
 	NetworkPolicies []networkingv1.NetworkPolicy
 	ConfigMaps      []corev1.ConfigMap
+	Disruptions     []policyv1.PodDisruptionBudget
 	// YAML is every object as rendered, in order.
 	YAML [][]byte
 }
@@ -70,6 +72,8 @@ func (o *Objects) add(doc []byte) error {
 		o.ConfigMaps, err = decodeInto(doc, o.ConfigMaps)
 	case "networking.k8s.io/v1/NetworkPolicy":
 		o.NetworkPolicies, err = decodeInto(doc, o.NetworkPolicies)
+	case "policy/v1/PodDisruptionBudget":
+		o.Disruptions, err = decodeInto(doc, o.Disruptions)
 	default:
 		return fmt.Errorf("%s %s: no checks know this kind yet; add it to deploy.Objects", meta.APIVersion, meta.Kind)
 	}

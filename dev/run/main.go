@@ -22,6 +22,10 @@ import (
 	"github.com/micro/kubernetes/dev/stack"
 )
 
+// maxReplicas keeps the replicas' ports (8090 to 8099 by default) below
+// the other services' (from 8100).
+const maxReplicas = 5
+
 func main() {
 	var ports stack.Ports
 	flag.IntVar(&ports.Web, "web-port", 8080, "port of the web frontend")
@@ -29,9 +33,18 @@ func main() {
 	flag.IntVar(&ports.Health, "health-port", 8091, "port of the greeter's health sidecar")
 	flag.IntVar(&ports.GreeterMetrics, "greeter-metrics-port", 9090, "port of the greeter's Prometheus metrics")
 	flag.IntVar(&ports.WebMetrics, "web-metrics-port", 9091, "port of the web frontend's Prometheus metrics")
+	replicas := flag.Int("greeter-replicas", 1, fmt.Sprintf("replicas of the greeter, each with its sidecar, on the first one's ports + 2, + 4, ... (at most %d); the web balances over them", maxReplicas))
 	servicesPort := flag.Int("services-port", 8100, "first gRPC port of the other services, one each in name order; their metrics are on the same ports + "+strconv.Itoa(stack.MetricsOffset))
 	bin := flag.String("bin", "bin", "folder to build the binaries into")
 	flag.Parse()
+
+	if *replicas < 1 || *replicas > maxReplicas {
+		fmt.Fprintf(os.Stderr, "-greeter-replicas=%d: want 1 to %d (their ports must not reach the other services')\n", *replicas, maxReplicas)
+		os.Exit(2)
+	}
+	for i := 1; i < *replicas; i++ {
+		ports.Replicas = append(ports.Replicas, ports.ReplicaPorts(i))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -70,6 +83,10 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int) e
     greeter gRPC:   %[3]s
     metrics:        %[4]s %[5]s
 `, ports.URL(), ports.HealthURL(), ports.GreeterAddress(), ports.MetricsURL("web"), ports.MetricsURL("greeter"))
+	for i, r := range ports.Replicas {
+		greeter, _ := stack.ReplicaName(i + 1)
+		fmt.Printf("    %-15s 127.0.0.1:%d (sidecar :%d, metrics :%d)\n", greeter+" gRPC:", r.GRPC, r.Health, r.Metrics)
+	}
 	for _, name := range others {
 		fmt.Printf("    %-15s %s (metrics %s)\n", name+" gRPC:", ports.ServiceAddress(name), ports.MetricsURL(name))
 	}

@@ -58,14 +58,31 @@ func Services(root string) ([]string, error) {
 // StopTimeout bounds a graceful stop before processes are killed.
 const StopTimeout = 15 * time.Second
 
-// Ports are the loopback ports the three processes listen on.
+// Ports are the loopback ports the processes listen on.
 type Ports struct {
 	Greeter, Health, Web int
 	// Prometheus metrics of the greeter and the web frontend.
 	GreeterMetrics, WebMetrics int
+	// Replicas are more replicas of the greeter, each with its own health
+	// sidecar: the web balances its calls over all of them, as it does
+	// over a headless Service's pods. They run as greeter-2, health-2, ...
+	Replicas []ReplicaPorts
 	// Services are the ports of the other services to run (see Services),
 	// by name; a service not here does not run.
 	Services map[string]ServicePorts
+}
+
+// ReplicaPorts are where one more replica of the greeter listens.
+type ReplicaPorts struct{ GRPC, Metrics, Health int }
+
+// ReplicaName is the name of the greeter's replica i (0 is the first,
+// "greeter"), and of its sidecar.
+func ReplicaName(i int) (greeter, sidecar string) {
+	if i == 0 {
+		return "greeter", "health"
+	}
+	n := "-" + strconv.Itoa(i+1)
+	return "greeter" + n, "health" + n
 }
 
 // ServicePorts are where one more service listens: gRPC and metrics.
@@ -84,6 +101,13 @@ func PortsFrom(first int, names []string) map[string]ServicePorts {
 		ports[name] = ServicePorts{GRPC: first + i, Metrics: first + i + MetricsOffset}
 	}
 	return ports
+}
+
+// ReplicaPorts gives replica i of the greeter (1 for the second) the
+// first one's ports moved by 2*i: 8092, 8093 and 9092 for the second with
+// make run's defaults, so each keeps its meaning.
+func (p Ports) ReplicaPorts(i int) ReplicaPorts {
+	return ReplicaPorts{GRPC: p.Greeter + 2*i, Health: p.Health + 2*i, Metrics: p.GreeterMetrics + 2*i}
 }
 
 // ServiceAddress is where a service serves gRPC: the greeter or another.
@@ -165,6 +189,7 @@ type Stack struct {
 	dir   string
 	order []string // start order; Stop goes backwards
 	args  map[string][]string
+	bins  map[string]string // the binary of a process not named after its own
 	env   map[string][]string
 	out   io.Writer
 	outMu sync.Mutex // one line at a time on out
@@ -212,21 +237,14 @@ type Options struct {
 // Start runs the binaries and returns once the web frontend and the sidecar
 // answer their health checks.
 func Start(ctx context.Context, o Options) (*Stack, error) {
-	ports, greeter := o.Ports, o.Ports.GreeterAddress()
-	// No DNS knows the services here: pin each to its loopback address.
-	pinned := []string{greeterv1.ServiceName + "=" + greeter}
+	ports := o.Ports
 	s := &Stack{
 		Ports: ports,
 		dir:   o.Bin,
 		args: map[string][]string{
-			"greeter": serviceArgs(greeter, loopback(ports.GreeterMetrics), o.ConfigFile),
-			"health": {
-				"--server_name=" + greeterv1.ServiceName,
-				"--server_address=" + greeter,
-				"--health_address=" + loopback(ports.Health),
-			},
 			"web": {"--server_address=" + loopback(ports.Web), "--metrics_address=" + loopback(ports.WebMetrics), "--config_file=" + o.ConfigFile},
 		},
+		bins:    map[string]string{},
 		env:     map[string][]string{},
 		out:     o.Out,
 		procs:   map[string]*exec.Cmd{},
@@ -236,14 +254,29 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		killed:  map[*exec.Cmd]bool{},
 		crashes: map[string]int{},
 	}
-	s.order = append(s.order, "greeter")
+	// No DNS knows the services here: pin each to its loopback addresses.
+	var pinned, sidecars []string
+	replicas := append([]ReplicaPorts{{GRPC: ports.Greeter, Metrics: ports.GreeterMetrics, Health: ports.Health}}, ports.Replicas...)
+	for i, r := range replicas {
+		greeter, sidecar := ReplicaName(i)
+		s.args[greeter] = serviceArgs(loopback(r.GRPC), loopback(r.Metrics), o.ConfigFile)
+		s.args[sidecar] = []string{
+			"--server_name=" + greeterv1.ServiceName,
+			"--server_address=" + loopback(r.GRPC),
+			"--health_address=" + loopback(r.Health),
+		}
+		s.bins[greeter], s.bins[sidecar] = "greeter", "health"
+		s.order = append(s.order, greeter)
+		sidecars = append(sidecars, sidecar)
+		pinned = append(pinned, greeterv1.ServiceName+"="+loopback(r.GRPC))
+	}
 	for _, name := range slices.Sorted(maps.Keys(ports.Services)) {
 		p := ports.Services[name]
 		s.args[name] = serviceArgs(loopback(p.GRPC), loopback(p.Metrics), o.ConfigFile)
 		s.order = append(s.order, name)
 		pinned = append(pinned, name+"="+loopback(p.GRPC))
 	}
-	s.order = append(s.order, "health", "web")
+	s.order = append(append(s.order, sidecars...), "web")
 	s.env["web"] = []string{k8s.EnvAddresses + "=" + strings.Join(pinned, ",")}
 	for _, name := range s.order {
 		if err := s.start(name); err != nil {
@@ -264,7 +297,11 @@ func serviceArgs(addr, metrics, config string) []string {
 }
 
 func (s *Stack) start(name string) error {
-	cmd := exec.Command(filepath.Join(s.dir, name), s.args[name]...)
+	bin := s.bins[name]
+	if bin == "" {
+		bin = name
+	}
+	cmd := exec.Command(filepath.Join(s.dir, bin), s.args[name]...)
 	cmd.Env = append(os.Environ(), s.env[name]...)
 	width := 7 // the longest of greeter, health and web
 	for _, n := range s.order {
@@ -357,7 +394,11 @@ func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
 		}
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
-	for _, url := range []string{s.Ports.HealthURL(), s.Ports.URL() + "/health"} {
+	urls := []string{s.Ports.HealthURL(), s.Ports.URL() + "/health"}
+	for _, r := range s.Ports.Replicas {
+		urls = append(urls, "http://"+loopback(r.Health)+"/health")
+	}
+	for _, url := range urls {
 		for {
 			rsp, err := client.Get(url)
 			if err == nil {

@@ -14,14 +14,21 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	gmetadata "google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/dns"
+	"google.golang.org/grpc/resolver/manual"
 )
 
-// callClient is go-micro's gRPC client with a leaner Call: one gRPC
-// connection per address, shared by every call (HTTP/2 multiplexes them),
-// instead of go-micro's pool, which dials a connection per concurrent call,
-// closes one after any failed call, and adds goroutines to every call.
-// Streams and publishing stay go-micro's.
+// callClient is go-micro's gRPC client with a leaner Call: one gRPC client
+// per address, shared by every call (HTTP/2 multiplexes them), instead of
+// go-micro's pool, which dials a connection per concurrent call, closes one
+// after any failed call, and adds goroutines to every call. Each gRPC client
+// resolves its address with gRPC's DNS resolver and balances calls round
+// robin over every address it gets: a headless Service's name gives the
+// address of every ready pod (see roundRobin). Streams and publishing stay
+// go-micro's.
 type callClient struct {
 	client.Client
 
@@ -120,9 +127,27 @@ func (c *callClient) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr,
+	target, opts := addr, []grpc.DialOption{}
+	if addrs := strings.Split(addr, ","); len(addrs) > 1 {
+		// Several addresses pinned to one service (make run's replicas):
+		// gRPC's manual resolver gives them all to the balancer.
+		r := manual.NewBuilderWithScheme("pinned")
+		state := resolver.State{}
+		for _, a := range addrs {
+			state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
+		}
+		r.InitialState(state)
+		target, opts = r.Scheme()+":///"+addr, append(opts, grpc.WithResolvers(r))
+	}
+	cc, err := grpc.NewClient(target, append(opts,
 		// Plain text: in the cluster a mesh adds mTLS (see the conduit profile).
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(roundRobin),
+		// A server that stops answering while calls wait on it (a hung
+		// process: its kernel still holds the connection open) is dropped
+		// from the balance after a ping goes unanswered, rather than get
+		// its share of calls until the kubelet restarts it.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: KeepaliveTime, Timeout: KeepaliveTimeout}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
 		// Reconnect within a second of the server coming back, not after
 		// gRPC's default backoff of up to two minutes. A connection attempt
@@ -132,13 +157,41 @@ func (c *callClient) conn(addr string) (*grpc.ClientConn, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: 20 * time.Second,
 		}),
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}
 	c.conns[addr] = cc
 	return cc, nil
 }
+
+// KeepaliveTime is how long a connection with calls waiting on it may go
+// without hearing from the server before the client pings it (10 s is the
+// least gRPC allows), and KeepaliveTimeout how long the ping may take
+// before the connection is dropped. Servers accept pings twice as often
+// (see NewService), so that no ping is ever refused.
+const (
+	KeepaliveTime    = 10 * time.Second
+	KeepaliveTimeout = 2 * time.Second
+)
+
+// roundRobin spreads calls over every address the resolver gives, rather
+// than gRPC's default of the first one that answers. With a ClusterIP
+// Service that is one address and changes nothing; with a headless Service
+// it is one per ready pod, and each call goes to the next pod. New pods are
+// found when the resolver runs again: on any lost connection, which the
+// servers' MaxConnectionAge makes happen regularly (see ConnectionMaxAge).
+const roundRobin = `{"loadBalancingConfig": [{"round_robin": {}}]}`
+
+// DNSMinResolutionInterval is how soon gRPC's DNS resolver may run again
+// after it last did: gRPC's default of 30 s, added to a connection's
+// remaining age, would let a new pod wait most of a minute for traffic.
+const DNSMinResolutionInterval = 5 * time.Second
+
+// gRPC reads it when a resolver runs, and allows it to be set only at
+// start-up, before any call: every binary that calls through pkg/k8s
+// imports it, so its init is that moment.
+func init() { dns.SetMinResolutionInterval(DNSMinResolutionInterval) }
 
 // grpcMethod is the path go-micro's server routes "Service.Method" by.
 func grpcMethod(service, endpoint string) string {

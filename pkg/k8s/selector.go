@@ -22,7 +22,9 @@ const (
 	EnvPortNumber = "STATIC_SELECTOR_PORT_NUMBER"
 	// EnvAddresses pins services to addresses, bypassing the name rule:
 	// "greeter=127.0.0.1:8080,other=127.0.0.1:8082". It is how the services
-	// find each other on one machine, where no DNS knows "greeter".
+	// find each other on one machine, where no DNS knows "greeter". A name
+	// given more than once has several addresses, balanced as a headless
+	// Service's pods are: "greeter=127.0.0.1:8090,greeter=127.0.0.1:8092".
 	EnvAddresses = "STATIC_SELECTOR_ADDRESSES"
 	// DefaultPort is the port every service listens on and every Kubernetes
 	// Service exposes, so the static selector dials it by default.
@@ -35,7 +37,7 @@ type staticSelector struct {
 	opts   selector.Options
 	domain string
 	port   string
-	pinned map[string]string // service name -> host:port, from EnvAddresses
+	pinned map[string]string // service name -> host:port[,host:port...], from EnvAddresses
 	err    error             // a bad environment, reported by every Select
 }
 
@@ -65,7 +67,9 @@ func isPort(p string) bool {
 	return err == nil && n >= 1 && n <= 65535
 }
 
-// parseAddresses reads "name=host:port,name=host:port".
+// parseAddresses reads "name=host:port,name=host:port"; the addresses of a
+// name given more than once are joined with commas, which the client
+// balances over.
 func parseAddresses(v string) (map[string]string, error) {
 	pinned := map[string]string{}
 	for _, entry := range strings.Split(v, ",") {
@@ -76,6 +80,9 @@ func parseAddresses(v string) (map[string]string, error) {
 		host, port, err := net.SplitHostPort(addr)
 		if !ok || name == "" || err != nil || host == "" || !isPort(port) {
 			return nil, fmt.Errorf("static selector: %s entry %q is not name=host:port", EnvAddresses, entry)
+		}
+		if pinned[name] != "" {
+			addr = pinned[name] + "," + addr
 		}
 		pinned[name] = addr
 	}

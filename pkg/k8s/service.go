@@ -24,6 +24,7 @@ import (
 	grpcserver "go-micro.dev/v6/server/grpc"
 	"go-micro.dev/v6/web"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 )
 
 const (
@@ -36,6 +37,14 @@ const (
 	// MaxHeaderBytes bounds an HTTP request's line and headers; a larger one
 	// gets 431.
 	MaxHeaderBytes = 64 << 10
+	// ConnectionMaxAge ends a server's connections after about this long
+	// (gRPC adds up to 10% either way), so that clients resolve the service
+	// again and spread over pods that have come since: with
+	// DNSMinResolutionInterval, a new pod gets calls within about 20 s.
+	// Calls in flight get ConnectionMaxAgeGrace to finish; new ones go to a
+	// new connection, without an error.
+	ConnectionMaxAge      = 15 * time.Second
+	ConnectionMaxAgeGrace = 10 * time.Second
 )
 
 // DefaultAddress is where every service listens unless told otherwise
@@ -65,7 +74,17 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 			server.Broker(brk),
 			grpcserver.GracefulStopTimeout(ShutdownTimeout),
 			grpcserver.MaxMsgSize(MaxMessageSize),
-			grpcserver.Options(grpc.StreamInterceptor(refuseUndecodable)),
+			grpcserver.Options(
+				grpc.StreamInterceptor(refuseUndecodable),
+				// Clients resolve the service's name again when a connection
+				// ends: ending each after a while is how they find new pods.
+				grpc.KeepaliveParams(keepalive.ServerParameters{
+					MaxConnectionAge: ConnectionMaxAge, MaxConnectionAgeGrace: ConnectionMaxAgeGrace,
+				}),
+				// The clients' pings (see KeepaliveTime): gRPC's default
+				// would close a connection pinged more often than every 5 min.
+				grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveTime / 2}),
+			),
 		)),
 		micro.Client(NewClient(client.Selector(current), client.Registry(reg), client.Broker(brk))),
 		// The broker before the registry: micro.Registry also re-points the

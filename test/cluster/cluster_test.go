@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,8 +65,8 @@ func pods(ctx context.Context, ns, app string) ([]corev1.Pod, error) {
 	return list.Items, nil
 }
 
-// onePod is the one pod of an app that is not being deleted.
-func onePod(t *testing.T, ns, app string) corev1.Pod {
+// livePods are the pods of an app that are not being deleted, by name.
+func livePods(t *testing.T, ns, app string) []corev1.Pod {
 	t.Helper()
 	all, err := pods(t.Context(), ns, app)
 	if err != nil {
@@ -77,10 +78,31 @@ func onePod(t *testing.T, ns, app string) corev1.Pod {
 			live = append(live, p)
 		}
 	}
-	if len(live) != 1 {
-		t.Fatalf("%d pods of %s in %s, want 1", len(live), app, ns)
+	if len(live) == 0 {
+		t.Fatalf("no pod of %s in %s", app, ns)
 	}
-	return live[0]
+	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
+	return live
+}
+
+// getPod is the current state of one pod.
+func getPod(t *testing.T, ns, name string) corev1.Pod {
+	t.Helper()
+	p, err := env.cluster.Client.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *p
+}
+
+// metricsURL is where Prometheus would scrape a pod, by its annotations.
+func metricsURL(p corev1.Pod) string {
+	return "http://" + net.JoinHostPort(p.Status.PodIP, p.Annotations["prometheus.io/port"]) + p.Annotations["prometheus.io/path"]
+}
+
+// served is how many Greeter.Hello calls a greeter pod counted.
+func served(ctx context.Context, p corev1.Pod) (float64, error) {
+	return metric(ctx, metricsURL(p), "rpc_server_requests_total", `method="Greeter.Hello"`)
 }
 
 // allReady says why not every pod of ns is Running with every container
@@ -198,26 +220,27 @@ func eventually(ctx context.Context, limit time.Duration, check func(context.Con
 	}
 }
 
-// metric reads one sample of a Prometheus text exposition: the value of
-// the series name{labels...}, where labels is a substring of its label set.
+// metric reads a counter of a Prometheus text exposition: the sum of the
+// series name{labels...} where labels is a substring of the label set. A
+// counter with no series yet has counted nothing: 0.
 func metric(ctx context.Context, url, series, labels string) (float64, error) {
 	a, err := get(ctx, url)
 	if err != nil {
 		return 0, err
 	}
+	if a.status != 200 {
+		return 0, fmt.Errorf("GET %s: %d", url, a.status)
+	}
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + `\{([^}]*)\} (\S+)$`)
-	total, found := 0.0, false
+	total := 0.0
 	for _, m := range re.FindAllStringSubmatch(a.body, -1) {
 		if strings.Contains(m[1], labels) {
 			v, err := strconv.ParseFloat(m[2], 64)
 			if err != nil {
 				return 0, err
 			}
-			total, found = total+v, true
+			total += v
 		}
-	}
-	if !found {
-		return 0, fmt.Errorf("%s has no %s{%s}", url, series, labels)
 	}
 	return total, nil
 }

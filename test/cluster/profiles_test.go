@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -124,9 +123,10 @@ var profileChecks = map[string]func(*testing.T, string){
 	// load generator stays outside the mesh, like outside traffic).
 	"conduit": func(t *testing.T, ns string) {
 		for _, app := range []string{"greeter", "web"} {
-			p := onePod(t, ns, app)
-			if p.Annotations["linkerd.io/inject"] != "enabled" {
-				t.Errorf("pod %s: annotation linkerd.io/inject = %q, want enabled", p.Name, p.Annotations["linkerd.io/inject"])
+			for _, p := range livePods(t, ns, app) {
+				if p.Annotations["linkerd.io/inject"] != "enabled" {
+					t.Errorf("pod %s: annotation linkerd.io/inject = %q, want enabled", p.Name, p.Annotations["linkerd.io/inject"])
+				}
 			}
 		}
 	},
@@ -144,11 +144,18 @@ var profileChecks = map[string]func(*testing.T, string){
 	// The load generator's requests reach the greeter: its metrics count
 	// them, rising while the test itself sends nothing.
 	"loadgen": func(t *testing.T, ns string) {
-		// Where Prometheus would scrape, by the pod's own annotations.
-		p := onePod(t, ns, "greeter")
-		url := "http://" + net.JoinHostPort(p.Status.PodIP, p.Annotations["prometheus.io/port"]) + p.Annotations["prometheus.io/path"]
+		// Where Prometheus would scrape, by the pods' own annotations.
+		greeters := livePods(t, ns, "greeter")
 		count := func(ctx context.Context) (float64, error) {
-			return metric(ctx, url, "rpc_server_requests_total", `method="Greeter.Hello"`)
+			total := 0.0
+			for _, p := range greeters {
+				n, err := served(ctx, p)
+				if err != nil {
+					return 0, err
+				}
+				total += n
+			}
+			return total, nil
 		}
 		first, err := count(t.Context())
 		if err != nil {

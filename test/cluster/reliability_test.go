@@ -82,48 +82,72 @@ func TestReliability(t *testing.T) {
 	})
 
 	t.Run("a frozen greeter is restarted through the health sidecar", func(t *testing.T) {
-		pod := onePod(t, ns, "greeter")
-		before := containerRestarts(pod, "greeter")
-		l := startLoop(t.Context(), url, 20)
-		time.Sleep(2 * time.Second)
-		frozen := time.Now()
-		signalContainer(t, pod, "greeter", syscall.SIGSTOP)
-
-		// The sidecar, asked as the kubelet asks it, answers 503.
-		sidecar := "http://" + net.JoinHostPort(pod.Status.PodIP, "8081") + "/health"
-		if _, err := eventually(t.Context(), 10*time.Second, func(ctx context.Context) error {
-			a, err := get(ctx, sidecar)
-			if err == nil && a.status != 503 {
-				err = fmt.Errorf("the sidecar answered %d %s", a.status, a.body)
+		faultOneGreeter(t, ns, url, syscall.SIGSTOP, func(t *testing.T, pod corev1.Pod) {
+			// The sidecar, asked as the kubelet asks it, answers 503.
+			sidecar := "http://" + net.JoinHostPort(pod.Status.PodIP, "8081") + "/health"
+			if _, err := eventually(t.Context(), 10*time.Second, func(ctx context.Context) error {
+				a, err := get(ctx, sidecar)
+				if err == nil && a.status != 503 {
+					err = fmt.Errorf("the sidecar answered %d %s", a.status, a.body)
+				}
+				return err
+			}); err != nil {
+				t.Errorf("the sidecar of a frozen greeter: %v, want 503", err)
 			}
-			return err
-		}); err != nil {
-			t.Errorf("the sidecar of a frozen greeter: %v, want 503", err)
-		}
-		back := waitServing(t, l, frozen, hungRestartBound)
-		results := l.stop()
-		t.Logf("frozen to serving in %s", back.Round(100*time.Millisecond))
-		checkOutage(t, results, frozen, []string{"504", "503"})
-		if after := containerRestarts(onePod(t, ns, "greeter"), "greeter"); after != before+1 {
-			t.Errorf("the greeter's restart count went from %d to %d, want one restart", before, after)
-		}
+		})
 	})
 
 	t.Run("a killed greeter comes back by itself", func(t *testing.T) {
-		pod := onePod(t, ns, "greeter")
-		before := containerRestarts(pod, "greeter")
-		l := startLoop(t.Context(), url, 20)
-		time.Sleep(2 * time.Second)
-		killed := time.Now()
-		signalContainer(t, pod, "greeter", syscall.SIGKILL)
-		back := waitServing(t, l, killed, hungRestartBound)
-		results := l.stop()
-		t.Logf("killed to serving in %s", back.Round(100*time.Millisecond))
-		checkOutage(t, results, killed, []string{"503", "504"})
-		if after := containerRestarts(onePod(t, ns, "greeter"), "greeter"); after != before+1 {
-			t.Errorf("the greeter's restart count went from %d to %d, want one restart", before, after)
-		}
+		faultOneGreeter(t, ns, url, syscall.SIGKILL, nil)
 	})
+}
+
+// faultOneGreeter sends sig to one of the greeter's two pods under a
+// request loop, then runs check. The kubelet must restart it within
+// hungRestartBound and it must serve again; meanwhile the web answers 200,
+// or 503 or 504 within its deadline on the greeter, and any failures stop
+// by themselves.
+func faultOneGreeter(t *testing.T, ns, url string, sig syscall.Signal, check func(*testing.T, corev1.Pod)) {
+	pod := livePods(t, ns, "greeter")[0]
+	before := containerRestarts(pod, "greeter")
+	l := startLoop(t.Context(), url, 20)
+	time.Sleep(2 * time.Second)
+	t0 := time.Now()
+	signalContainer(t, pod, "greeter", sig)
+	if check != nil {
+		check(t, pod)
+	}
+	_, err := eventually(t.Context(), time.Until(t0.Add(hungRestartBound)), func(ctx context.Context) error {
+		p := getPod(t, ns, pod.Name)
+		if n := containerRestarts(p, "greeter"); n != before+1 {
+			return fmt.Errorf("restarted %d times, want %d", n, before+1)
+		}
+		return allReady(ctx, ns)
+	})
+	if err != nil {
+		t.Fatalf("the kubelet did not restart the greeter: %v", err)
+	}
+	restarted := time.Since(t0)
+	// The restarted greeter takes calls again: the web reconnects to it.
+	first, err := served(t.Context(), getPod(t, ns, pod.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := eventually(t.Context(), 30*time.Second, func(ctx context.Context) error {
+		n, err := served(ctx, getPod(t, ns, pod.Name))
+		if err == nil && n <= first {
+			err = fmt.Errorf("served %v calls since its restart", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Errorf("the restarted greeter takes no calls: %v", err)
+	}
+	failuresStopped := waitServing(t, l, t0, hungRestartBound)
+	results := l.stop()
+	t.Logf("%v: failures stopped %s after; the kubelet restarted it and it was Ready %s after, serving calls %s later",
+		sig, failuresStopped.Round(100*time.Millisecond), restarted.Round(100*time.Millisecond), serving.Round(100*time.Millisecond))
+	checkOutage(t, results, t0, []string{"503", "504"})
 }
 
 // setGreeting edits the greeting in the ConfigMap and returns how long the
@@ -282,34 +306,29 @@ func (l *loop) lastNon200() (time.Time, bool) {
 	return last, !last.IsZero()
 }
 
-// waitServing waits until, after a failure since t0, a request succeeds
-// and the ten after it too, and returns from t0 to the first of them.
+// waitServing waits until every request sent in a quiet spell after the
+// last failure since t0 (or after t0, when none failed) got 200, and
+// returns from t0 to that last failure (0 for none). Requests complete out
+// of order (a 504 takes the web's whole deadline): only those sent longer
+// ago than the deadline are known.
 func waitServing(t *testing.T, l *loop, t0 time.Time, bound time.Duration) time.Duration {
 	t.Helper()
-	took, err := eventually(t.Context(), bound+5*time.Second, func(context.Context) error {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		failed, streak := false, 0
-		for _, r := range l.results {
-			switch {
-			case r.at.Before(t0):
-			case r.status != "200":
-				failed, streak = true, 0
-			case failed:
-				streak++
-			}
+	const quiet = 5 * time.Second
+	since := t0
+	_, err := eventually(t.Context(), bound+quiet+greeterDeadline, func(context.Context) error {
+		if last, failed := l.lastNon200(); failed && last.After(t0) {
+			since = last
 		}
-		if !failed || streak < 10 {
-			return fmt.Errorf("failed since: %v; 200s since: %d", failed, streak)
+		if time.Since(since) < quiet+greeterDeadline {
+			return fmt.Errorf("the last failure was sent %s after", since.Sub(t0).Round(time.Millisecond))
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("the web did not answer 200 again: %v", err)
 	}
-	last, _ := l.lastNon200()
-	back := last.Sub(t0)
-	if back > bound || took > bound+5*time.Second {
+	back := since.Sub(t0)
+	if back > bound {
 		t.Errorf("serving again %s after, want within %s", back.Round(100*time.Millisecond), bound)
 	}
 	return back

@@ -52,7 +52,22 @@ func startStack(t *testing.T) *stack.Stack {
 
 func startStackWith(t *testing.T, configFile string, out ...io.Writer) *stack.Stack {
 	t.Helper()
+	return startPorts(t, freePorts(t, 1), configFile, out...)
+}
+
+// freePorts are free loopback ports for the stack, with that many replicas
+// of the greeter.
+func freePorts(t *testing.T, replicas int) stack.Ports {
+	t.Helper()
 	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t)}
+	for range replicas - 1 {
+		ports.Replicas = append(ports.Replicas, stack.ReplicaPorts{GRPC: freePort(t), Metrics: freePort(t), Health: freePort(t)})
+	}
+	return ports
+}
+
+func startPorts(t *testing.T, ports stack.Ports, configFile string, out ...io.Writer) *stack.Stack {
+	t.Helper()
 	s, err := stack.Start(context.Background(), stack.Options{Bin: bin, Ports: ports, ConfigFile: configFile, Out: io.MultiWriter(append(out, testWriter{t})...)})
 	if err != nil {
 		t.Fatalf("starting the application: %v", err)
