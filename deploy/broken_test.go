@@ -69,6 +69,13 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		{"a greeter Service with a cluster IP", checkSelectorPort, func(o *Objects, _ *Code) {
 			service(o, "greeter").Spec.ClusterIP = ""
 		}},
+		{"a container with a memory limit its binary is not told", checkMemoryLimit, func(o *Objects, _ *Code) {
+			c := container(o, "greeter", "health")
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "MICRO_MEMORY_LIMIT" })
+		}},
+		{"a memory limit from another container", checkMemoryLimit, func(o *Objects, _ *Code) {
+			env(container(o, "greeter", "health"), "MICRO_MEMORY_LIMIT").ValueFrom.ResourceFieldRef.ContainerName = "greeter"
+		}},
 		{"two replicas and no PodDisruptionBudget", checkDisruptionBudgets, func(o *Objects, _ *Code) {
 			o.Disruptions = slices.DeleteFunc(o.Disruptions, func(p policyv1.PodDisruptionBudget) bool { return p.Name == "web" })
 		}},
@@ -122,7 +129,7 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 			container(o, "web", "web").Ports[1].ContainerPort = 9100
 		}},
 		{"a config file outside the mount", checkConfig, func(o *Objects, _ *Code) {
-			container(o, "web", "web").Env[0].Value = "/etc/config.json"
+			env(container(o, "web", "web"), "MICRO_CONFIG_FILE").Value = "/etc/config.json"
 		}},
 		{"a configuration the greeter refuses", checkConfig, func(o *Objects, _ *Code) {
 			o.ConfigMaps[0].Data = map[string]string{"config.json": `{"greeter": {"greeting": "Hi"}}`}
@@ -257,6 +264,15 @@ func container(o *Objects, deploymentName, name string) *corev1.Container {
 		}
 	}
 	panic("no container " + name)
+}
+
+func env(c *corev1.Container, name string) *corev1.EnvVar {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			return &c.Env[i]
+		}
+	}
+	panic("no variable " + name + " in " + c.Name)
 }
 
 func service(o *Objects, name string) *corev1.Service {

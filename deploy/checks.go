@@ -47,6 +47,9 @@ type Code struct {
 	// reads one, from the file ConfigFileEnv names.
 	ConfigParsers map[string]func([]byte) error
 	ConfigFileEnv string
+	// MemoryLimitEnv is the variable a binary reads its container's memory
+	// limit from.
+	MemoryLimitEnv string
 }
 
 // Check is one consistency check.
@@ -66,6 +69,7 @@ var Checks = []Check{
 	{"every container is probed, bounded and locked down", checkHardening},
 	{"the grace period outlasts preStop and the graceful stop", checkGracePeriod},
 	{"a Deployment of several replicas keeps one through a drain", checkDisruptionBudgets},
+	{"every container with a memory limit tells its binary the limit", checkMemoryLimit},
 	{"every workload has its own ServiceAccount without a token", checkServiceAccounts},
 	{"every object has the recommended labels", checkLabels},
 	{"network policies select pods and name their ports", checkNetworkPolicies},
@@ -296,6 +300,31 @@ func checkSelectorPort(o Objects, c Code) error {
 		}
 		if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return int(p.Port) == c.SelectorPort }) {
 			errs = append(errs, fmt.Errorf("Service %s does not expose port %d, which the static selector dials", name, c.SelectorPort))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkMemoryLimit requires, for every container with a memory limit, the
+// variable its binary sets the Go runtime's memory limit from, filled by the
+// downward API with that container's own limit: without it the runtime
+// grows its heap into the OOM killer.
+func checkMemoryLimit(o Objects, c Code) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		for _, ctr := range d.Spec.Template.Spec.Containers {
+			if _, ok := ctr.Resources.Limits[corev1.ResourceMemory]; !ok {
+				continue
+			}
+			i := slices.IndexFunc(ctr.Env, func(e corev1.EnvVar) bool { return e.Name == c.MemoryLimitEnv })
+			var ref *corev1.ResourceFieldSelector
+			if i >= 0 && ctr.Env[i].ValueFrom != nil {
+				ref = ctr.Env[i].ValueFrom.ResourceFieldRef
+			}
+			if ref == nil || ref.Resource != "limits.memory" || (ref.ContainerName != "" && ref.ContainerName != ctr.Name) ||
+				(!ref.Divisor.IsZero() && ref.Divisor.Value() != 1) {
+				errs = append(errs, fmt.Errorf("%s/%s: has a memory limit but no %s from its own limits.memory (in bytes)", d.Name, ctr.Name, c.MemoryLimitEnv))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -99,7 +99,8 @@ func code(t *testing.T, s Skaffold) Code {
 			"greeter": func(b []byte) error { _, err := handler.ParseConfig(b); return err },
 			"web":     func(b []byte) error { _, err := frontend.ParseConfig(b); return err },
 		},
-		ConfigFileEnv: k8s.EnvConfigFile,
+		ConfigFileEnv:  k8s.EnvConfigFile,
+		MemoryLimitEnv: k8s.EnvMemoryLimit,
 	}
 }
 

@@ -37,6 +37,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if err := k8s.SetMemoryLimit(); err != nil {
+		slog.Error("memory limit", "err", err)
+		os.Exit(2)
+	}
 	app := &cli.App{
 		Name:    "health",
 		Version: k8s.Version(),
@@ -98,7 +102,7 @@ func run(srv *http.Server) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	slog.Info("health sidecar listening", "address", srv.Addr, "version", k8s.Version())
+	k8s.LogStart("health", "address", srv.Addr)
 
 	select {
 	case err := <-errc:

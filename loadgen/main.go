@@ -30,6 +30,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if err := k8s.SetMemoryLimit(); err != nil {
+		slog.Error("memory limit", "err", err)
+		os.Exit(2)
+	}
 	target := flag.String("url", "http://127.0.0.1:8080/greeter?name=loadgen", "HTTP mode: the URL to GET")
 	rpc := flag.String("rpc", "", "RPC mode: the go-micro service to call Greeter.Hello on (e.g. greeter), found by the static selector")
 	name := flag.String("name", "loadgen", "RPC mode: the name to greet")
@@ -48,7 +52,7 @@ func main() {
 		fmt.Println("loadgen version", k8s.Version())
 		return
 	}
-	slog.Info("starting", "service", "loadgen", "version", k8s.Version())
+	k8s.LogStart("loadgen")
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -34,6 +34,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if err := k8s.SetMemoryLimit(); err != nil {
+		slog.Error("memory limit", "err", err)
+		os.Exit(2)
+	}
 	if err := run(); err != nil {
 		slog.Error("web frontend stopped", "err", err)
 		os.Exit(1)

@@ -190,9 +190,11 @@ type Stack struct {
 	order []string // start order; Stop goes backwards
 	args  map[string][]string
 	bins  map[string]string // the binary of a process not named after its own
-	env   map[string][]string
-	out   io.Writer
-	outMu sync.Mutex // one line at a time on out
+	// common is every process's environment, env each one's own.
+	common []string
+	env    map[string][]string
+	out    io.Writer
+	outMu  sync.Mutex // one line at a time on out
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
@@ -232,7 +234,14 @@ type Options struct {
 	// Restart starts again, after a backoff, a process that exits by
 	// itself, as the kubelet restarts a container; off, it stays down.
 	Restart bool
+	// Env is added to every process's environment, after the stack's own.
+	Env []string
 }
+
+// MemoryLimit is what every process is told its memory limit is (see
+// k8s.SetMemoryLimit): no container bounds a process here, so this is a
+// generous bound of the Go runtime's own, for a developer's machine.
+const MemoryLimit = 256 << 20
 
 // Start runs the binaries and returns once the web frontend and the sidecar
 // answer their health checks.
@@ -245,6 +254,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			"web": {"--server_address=" + loopback(ports.Web), "--metrics_address=" + loopback(ports.WebMetrics), "--config_file=" + o.ConfigFile},
 		},
 		bins:    map[string]string{},
+		common:  o.Env,
 		env:     map[string][]string{},
 		out:     o.Out,
 		procs:   map[string]*exec.Cmd{},
@@ -302,7 +312,7 @@ func (s *Stack) start(name string) error {
 		bin = name
 	}
 	cmd := exec.Command(filepath.Join(s.dir, bin), s.args[name]...)
-	cmd.Env = append(os.Environ(), s.env[name]...)
+	cmd.Env = append(append(append(os.Environ(), k8s.EnvMemoryLimit+"="+strconv.Itoa(MemoryLimit)), s.common...), s.env[name]...)
 	width := 7 // the longest of greeter, health and web
 	for _, n := range s.order {
 		width = max(width, len(n))

@@ -75,7 +75,9 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 			grpcserver.GracefulStopTimeout(ShutdownTimeout),
 			grpcserver.MaxMsgSize(MaxMessageSize),
 			grpcserver.Options(
-				grpc.StreamInterceptor(refuseUndecodable),
+				// Refused before anything is read when too many are in
+				// flight; then undecodable requests are InvalidArgument.
+				grpc.ChainStreamInterceptor(m.shed.stream, refuseUndecodable),
 				// Clients resolve the service's name again when a connection
 				// ends: ending each after a while is how they find new pods.
 				grpc.KeepaliveParams(keepalive.ServerParameters{
@@ -92,7 +94,7 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 		micro.Broker(brk),
 		micro.Registry(reg),
 		micro.Cmd(newCmd(&current)),
-		micro.Flags(m.flag()),
+		micro.Flags(m.flags()...),
 		micro.WrapHandler(m.observeRPC),
 		micro.BeforeStart(logStart(name)),
 		micro.BeforeStart(m.start),
@@ -213,8 +215,11 @@ func (s webService) Init(opts ...web.Option) error {
 	return nil
 }
 
+// Handle serves pattern with h, refusing requests beyond the bound in
+// flight (see shedder) before they are counted, timed and logged: a refusal
+// costs next to nothing, and an overload does not flood the log.
 func (s webService) Handle(pattern string, h http.Handler) {
-	s.Service.Handle(pattern, s.telemetry.observeHTTP(h))
+	s.Service.Handle(pattern, s.telemetry.shed.http(s.telemetry.observeHTTP(h)))
 }
 
 func (s webService) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {

@@ -30,11 +30,17 @@ func PrintVersion(w io.Writer, name string, args []string) bool {
 	return true
 }
 
-// logStart says which version of which service starts: the first line a
-// pod's log shows.
+// logStart says which version of which service starts, and with what
+// memory limit: the first line of a service's own in a pod's log.
 func logStart(name string) func() error {
 	return func() error {
-		slog.Info("starting", "service", name, "version", version)
+		LogStart(name)
 		return nil
 	}
+}
+
+// LogStart is the start-up line of a binary that is not a go-micro service
+// (the health sidecar, the load generator), as the services say it.
+func LogStart(name string, attrs ...any) {
+	slog.Info("starting", append(append([]any{"service", name, "version", version}, memoryLimit()...), attrs...)...)
 }

@@ -25,6 +25,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	if err := k8s.SetMemoryLimit(); err != nil {
+		slog.Error("memory limit", "err", err)
+		os.Exit(2)
+	}
 	if err := run(); err != nil {
 		slog.Error("greeter stopped", "err", err)
 		os.Exit(1)

@@ -68,7 +68,17 @@ func freePorts(t *testing.T, replicas int) stack.Ports {
 
 func startPorts(t *testing.T, ports stack.Ports, configFile string, out ...io.Writer) *stack.Stack {
 	t.Helper()
-	s, err := stack.Start(context.Background(), stack.Options{Bin: bin, Ports: ports, ConfigFile: configFile, Out: io.MultiWriter(append(out, testWriter{t})...)})
+	return startOptions(t, stack.Options{Ports: ports, ConfigFile: configFile, Out: io.MultiWriter(append(out, testWriter{t})...)})
+}
+
+// startOptions starts a stack of the binaries TestMain built.
+func startOptions(t *testing.T, o stack.Options) *stack.Stack {
+	t.Helper()
+	o.Bin = bin
+	if o.Out == nil {
+		o.Out = testWriter{t}
+	}
+	s, err := stack.Start(context.Background(), o)
 	if err != nil {
 		t.Fatalf("starting the application: %v", err)
 	}

@@ -1,0 +1,54 @@
+package k8s
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"runtime/debug"
+	"strconv"
+)
+
+const (
+	// EnvMemoryLimit is the container's memory limit in bytes, which the
+	// manifests give every container from the downward API
+	// (resourceFieldRef: limits.memory).
+	EnvMemoryLimit = "MICRO_MEMORY_LIMIT"
+	// MemoryLimitPercent of the container's limit is the Go runtime's soft
+	// memory limit: the runtime counts its heap, stacks and own structures,
+	// not the kernel's memory charged to the container (socket buffers,
+	// page cache of files read) nor the binary's mapped text; the tenth
+	// left is for those. Near the limit the GC runs harder, instead of the
+	// heap growing into the OOM killer.
+	MemoryLimitPercent = 90
+)
+
+// SetMemoryLimit gives the Go runtime a memory limit of MemoryLimitPercent
+// of EnvMemoryLimit, unless GOMEMLIMIT is set (the runtime has applied it
+// already and it wins) or the variable is not (no limit known). A main calls
+// it first thing; a value that is not a positive number of bytes is an
+// error, not ignored.
+func SetMemoryLimit() error {
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		return nil
+	}
+	v, ok := os.LookupEnv(EnvMemoryLimit)
+	if !ok {
+		return nil
+	}
+	limit, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || limit <= 0 {
+		return fmt.Errorf("%s=%q: want the container's memory limit, a positive number of bytes", EnvMemoryLimit, v)
+	}
+	debug.SetMemoryLimit(limit / 100 * MemoryLimitPercent)
+	return nil
+}
+
+// memoryLimit is the runtime's memory limit for the start-up line, or
+// nothing when there is none.
+func memoryLimit() []any {
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		return []any{slog.Int64("memory_limit", l)}
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"go-micro.dev/v6"
+	debugpb "go-micro.dev/v6/debug/proto"
+	"go-micro.dev/v6/web"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// Block is a handler whose Wait answers only when released.
+type Block struct{ release chan struct{} }
+
+func (b *Block) Wait(_ context.Context, _ *debugpb.HealthRequest, rsp *debugpb.HealthResponse) error {
+	<-b.release
+	rsp.Status = "released"
+	return nil
+}
+
+// With the slots taken, a call is refused at once with RESOURCE_EXHAUSTED
+// and counted; the health checks still answer; once a slot frees, calls
+// are served again.
+func TestGRPCCallsBeyondTheBoundAreRefused(t *testing.T) {
+	const max = 2
+	m := newTelemetry()
+	m.shed.max = max
+	svc := newService("greeter", m, micro.Address("127.0.0.1:0"))
+	block := &Block{release: make(chan struct{})}
+	if err := svc.Server().Handle(svc.Server().NewHandler(block)); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	cc, err := grpc.NewClient(svc.Server().Options().Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	call := func(method string, out any) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return cc.Invoke(ctx, method, &debugpb.HealthRequest{}, out)
+	}
+
+	var wg sync.WaitGroup
+	for range max {
+		wg.Go(func() {
+			if err := call("/greeter.Block/Wait", &debugpb.HealthResponse{}); err != nil {
+				t.Errorf("a blocked call: %v", err)
+			}
+		})
+	}
+	// Wait until both are in flight: the next is refused.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(m.shed.slots) < max && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	err = call("/greeter.Block/Wait", &debugpb.HealthResponse{})
+	if status.Code(err) != codes.ResourceExhausted || time.Since(start) > time.Second {
+		t.Fatalf("a call beyond the bound: %v after %s, want RESOURCE_EXHAUSTED at once", err, time.Since(start))
+	}
+	if err := call("/greeter.Debug/Health", &debugpb.HealthResponse{}); err != nil {
+		t.Errorf("Debug.Health while overloaded: %v", err)
+	}
+	if err := call("/grpc.health.v1.Health/Check", &healthpb.HealthCheckResponse{}); err != nil {
+		t.Errorf("grpc.health.v1 while overloaded: %v", err)
+	}
+	close(block.release)
+	wg.Wait()
+	if err := call("/greeter.Block/Wait", &debugpb.HealthResponse{}); err != nil {
+		t.Errorf("a call after the overload: %v", err)
+	}
+	if n := counter(t, m, "rpc_server_shed_total"); n != 1 {
+		t.Errorf("rpc_server_shed_total = %v, want 1", n)
+	}
+}
+
+// The same for HTTP: 503 with Retry-After and a JSON error, the probes'
+// paths always answered.
+func TestHTTPRequestsBeyondTheBoundAreRefused(t *testing.T) {
+	svc := NewWebService("web", web.Address("127.0.0.1:0"))
+	ws := svc.(webService)
+	ws.telemetry.shed.max = 1
+	release, entered := make(chan struct{}), make(chan struct{})
+	svc.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		close(entered)
+		<-release
+	})
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	base := "http://" + svc.Options().Address
+	done := make(chan error, 1)
+	go func() {
+		rsp, err := http.Get(base + "/slow")
+		if err == nil {
+			rsp.Body.Close()
+		}
+		done <- err
+	}()
+	<-entered
+
+	rsp, err := http.Get(base + "/slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	var e struct{ Error string }
+	if rsp.StatusCode != http.StatusServiceUnavailable || rsp.Header.Get("Retry-After") != "1" || json.Unmarshal(body, &e) != nil || e.Error == "" {
+		t.Errorf("beyond the bound: %d, Retry-After %q, %s; want 503, 1 and a JSON error", rsp.StatusCode, rsp.Header.Get("Retry-After"), body)
+	}
+	if rsp, err := http.Get(base + "/health"); err != nil || rsp.StatusCode != http.StatusOK {
+		t.Errorf("/health while overloaded: %v %v", rsp, err)
+	} else {
+		rsp.Body.Close()
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := counter(t, ws.telemetry, "http_server_shed_total"); n != 1 {
+		t.Errorf("http_server_shed_total = %v, want 1", n)
+	}
+}
+
+// counter is the sum of a counter's series in m's registry.
+func counter(t *testing.T, m *telemetry, name string) float64 {
+	t.Helper()
+	families, err := m.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, metric := range f.GetMetric() {
+				total += metric.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
