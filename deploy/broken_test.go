@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -68,6 +69,16 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		}},
 		{"a greeter Service with a cluster IP", checkSelectorPort, func(o *Objects, _ *Code) {
 			service(o, "greeter").Spec.ClusterIP = ""
+		}},
+		{"a service the caller's policies forget", checkPolicyPaths, func(o *Objects, _ *Code) {
+			o.NetworkPolicies = slices.DeleteFunc(o.NetworkPolicies, func(p networkingv1.NetworkPolicy) bool { return p.Name == "web-to-greeter" })
+		}},
+		{"a service whose ingress admits the wrong caller", checkPolicyPaths, func(o *Objects, _ *Code) {
+			for i := range o.NetworkPolicies {
+				if o.NetworkPolicies[i].Name == "greeter-ingress" {
+					o.NetworkPolicies[i].Spec.Ingress[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/name"] = "loadgen"
+				}
+			}
 		}},
 		{"a container with a memory limit its binary is not told", checkMemoryLimit, func(o *Objects, _ *Code) {
 			c := container(o, "greeter", "health")

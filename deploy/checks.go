@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -50,6 +51,8 @@ type Code struct {
 	// MemoryLimitEnv is the variable a binary reads its container's memory
 	// limit from.
 	MemoryLimitEnv string
+	// Caller is the Deployment that calls every service: the web frontend.
+	Caller string
 }
 
 // Check is one consistency check.
@@ -73,6 +76,7 @@ var Checks = []Check{
 	{"every workload has its own ServiceAccount without a token", checkServiceAccounts},
 	{"every object has the recommended labels", checkLabels},
 	{"network policies select pods and name their ports", checkNetworkPolicies},
+	{"network policies let the caller reach every service", checkPolicyPaths},
 	{"pods are annotated for Prometheus where metrics are served", checkScrapeAnnotations},
 	{"each config file read is mounted from a ConfigMap the code accepts", checkConfig},
 }
@@ -591,6 +595,89 @@ func checkNetworkPolicies(o Objects, _ Code) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkPolicyPaths requires that the network policies let the caller (the
+// web) reach every service on the static selector's port: the service's
+// ingress from the caller's pods, where a policy isolates the service's
+// ingress, and the caller's egress to the service's pods, where one isolates
+// the caller's egress. make new-service copies the greeter's policies; this
+// proves a service added by hand did not miss one.
+func checkPolicyPaths(o Objects, c Code) error {
+	byName := map[string]appsv1.Deployment{}
+	for _, d := range o.Deployments {
+		byName[d.Name] = d
+	}
+	caller, ok := byName[c.Caller]
+	if !ok {
+		return fmt.Errorf("no Deployment %s, the services' caller", c.Caller)
+	}
+	var errs []error
+	for _, name := range c.Services {
+		service, ok := byName[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("no Deployment %s", name))
+			continue
+		}
+		if isolated(o, service, networkingv1.PolicyTypeIngress) && !policyAllows(o, service, caller, service, c.SelectorPort, networkingv1.PolicyTypeIngress) {
+			errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s accept %s's calls on port %d", name, c.Caller, c.SelectorPort))
+		}
+		if isolated(o, caller, networkingv1.PolicyTypeEgress) && !policyAllows(o, caller, service, service, c.SelectorPort, networkingv1.PolicyTypeEgress) {
+			errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s call %s on port %d", c.Caller, name, c.SelectorPort))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isolated says whether a policy of this type selects the Deployment's pods:
+// then only what some policy allows gets through.
+func isolated(o Objects, d appsv1.Deployment, kind networkingv1.PolicyType) bool {
+	return slices.ContainsFunc(o.NetworkPolicies, func(np networkingv1.NetworkPolicy) bool {
+		s, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		return err == nil && slices.Contains(np.Spec.PolicyTypes, kind) && s.Matches(labels.Set(d.Spec.Template.Labels))
+	})
+}
+
+// policyAllows says whether a policy of this type selecting subject's pods
+// has a rule whose peer selects peer's pods (in the same namespace), on a
+// port that is port on target's pods.
+func policyAllows(o Objects, subject, peer, target appsv1.Deployment, port int, kind networkingv1.PolicyType) bool {
+	matches := func(sel *metav1.LabelSelector, d appsv1.Deployment) bool {
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		return err == nil && s.Matches(labels.Set(d.Spec.Template.Labels))
+	}
+	for _, np := range o.NetworkPolicies {
+		if !slices.Contains(np.Spec.PolicyTypes, kind) || !matches(&np.Spec.PodSelector, subject) {
+			continue
+		}
+		type rule struct {
+			peers []networkingv1.NetworkPolicyPeer
+			ports []networkingv1.NetworkPolicyPort
+		}
+		var rules []rule
+		for _, r := range np.Spec.Ingress {
+			rules = append(rules, rule{r.From, r.Ports})
+		}
+		for _, r := range np.Spec.Egress {
+			rules = append(rules, rule{r.To, r.Ports})
+		}
+		for _, r := range rules {
+			peerOK := slices.ContainsFunc(r.peers, func(p networkingv1.NetworkPolicyPeer) bool {
+				return p.NamespaceSelector == nil && p.IPBlock == nil && p.PodSelector != nil && matches(p.PodSelector, peer)
+			})
+			portOK := slices.ContainsFunc(r.ports, func(p networkingv1.NetworkPolicyPort) bool {
+				if p.Port == nil {
+					return true
+				}
+				_, n, ok := resolvePort(target.Spec.Template.Spec, *p.Port)
+				return ok && n == port
+			})
+			if peerOK && portOK {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func checkConfig(o Objects, c Code) error {

@@ -101,6 +101,7 @@ func code(t *testing.T, s Skaffold) Code {
 		},
 		ConfigFileEnv:  k8s.EnvConfigFile,
 		MemoryLimitEnv: k8s.EnvMemoryLimit,
+		Caller:         "web",
 	}
 }
 

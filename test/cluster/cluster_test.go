@@ -27,6 +27,12 @@ import (
 // The helpers the tests share: namespaces, skaffold deploys, pods, and
 // requests from the node to Services and pods.
 
+// deleteNamespace deletes a namespace and everything in it, without
+// waiting: its pods' grace periods run on while other tests go on.
+func deleteNamespace(name string) {
+	_ = env.cluster.Client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+}
+
 func createNamespace(t *testing.T, name string) {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -38,10 +44,12 @@ func createNamespace(t *testing.T, name string) {
 // deploy runs `skaffold run` with these profiles into a new namespace ns, as
 // `make deploy PROFILES=...` does, and waits with skaffold's own status
 // check. The images were built by TestMain: skaffold finds them in the
-// registry.
+// registry. The namespace goes when the test ends: the node has two cores
+// to schedule every test's pods on.
 func deploy(t *testing.T, ns string, profiles []string) string {
 	t.Helper()
 	createNamespace(t, ns)
+	t.Cleanup(func() { deleteNamespace(ns) })
 	args := append([]string{"run"}, env.buildFlags("linux/amd64", profiles)...)
 	args = append(args, "--namespace="+ns, "--status-check=true")
 	out, err := env.skaffold.Run(t.Context(), bytes.NewReader(env.config), args...)
@@ -65,7 +73,8 @@ func pods(ctx context.Context, ns, app string) ([]corev1.Pod, error) {
 	return list.Items, nil
 }
 
-// livePods are the pods of an app that are not being deleted, by name.
+// livePods are the pods of an app's Deployment that are not being deleted,
+// by name: not the network policy test's twins, which carry its labels.
 func livePods(t *testing.T, ns, app string) []corev1.Pod {
 	t.Helper()
 	all, err := pods(t.Context(), ns, app)
@@ -74,7 +83,7 @@ func livePods(t *testing.T, ns, app string) []corev1.Pod {
 	}
 	var live []corev1.Pod
 	for _, p := range all {
-		if p.DeletionTimestamp == nil {
+		if p.DeletionTimestamp == nil && !strings.HasPrefix(p.Name, netcheckPrefix) {
 			live = append(live, p)
 		}
 	}

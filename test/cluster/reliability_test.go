@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -346,7 +347,7 @@ func checkOutage(t *testing.T, results []result, t0 time.Time, allowed []string)
 			continue
 		}
 		slowest = max(slowest, r.took)
-		if r.status != "200" && !contains(allowed, r.status) {
+		if r.status != "200" && !slices.Contains(allowed, r.status) {
 			t.Errorf("answered %q at %s, want 200 or %v", r.status, r.at.Sub(t0).Round(time.Millisecond), allowed)
 		}
 	}
@@ -354,15 +355,6 @@ func checkOutage(t *testing.T, results []result, t0 time.Time, allowed []string)
 		t.Errorf("the slowest answer took %s, over the web's deadline on the greeter", slowest)
 	}
 	t.Logf("the slowest answer took %s", slowest.Round(time.Millisecond))
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 type summary struct {

@@ -1,19 +1,23 @@
 // Package tool builds the pinned command-line tools the Makefile and the
 // cluster tier run (skaffold, kustomize, and the cluster's own binaries:
-// Kubernetes, containerd, the CNI plugins, CoreDNS) from the Go module that
-// pins each one, into a cache directory keyed by module version. A warm
-// run finds them there and builds nothing; a version bump in a go.mod builds
-// the new version beside the old.
+// Kubernetes, containerd, the CNI plugins, CoreDNS, kube-router) from the Go module that
+// pins each one, into a cache directory keyed by module version and by a
+// digest of how it is built. A warm run finds them there and builds nothing;
+// a version bump in a go.mod, or a changed flag, builds the new one beside
+// the old.
 package tool
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -85,14 +89,17 @@ var (
 		},
 		Env: []string{"CGO_ENABLED=0"},
 	}
-	// CoreDNS with only the plugins the cluster tier uses (tools/coredns).
+	// CoreDNS with only the plugins the cluster tier uses (tools/coredns),
+	// static: it runs in an image of its own binary alone.
 	CoreDNS = Tool{Name: "coredns", ModuleDir: "tools/coredns", Module: "github.com/coredns/coredns",
-		Packages: []string{"github.com/micro/kubernetes/tools/coredns"}}
+		Packages: []string{"github.com/micro/kubernetes/tools/coredns"}, Env: []string{"CGO_ENABLED=0"}}
+	KubeRouter = Tool{Name: "kube-router", ModuleDir: "tools/kube-router", Module: "github.com/cloudnativelabs/kube-router/v2",
+		Packages: []string{"github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"}}
 )
 
 // All are every tool.
 func All() []Tool {
-	return []Tool{APIServer, ControllerManager, Scheduler, Kubelet, KubeProxy, Kubectl, Skaffold, Kustomize, Containerd, CNIPlugins, CoreDNS}
+	return []Tool{APIServer, ControllerManager, Scheduler, Kubelet, KubeProxy, Kubectl, Skaffold, Kustomize, Containerd, CNIPlugins, CoreDNS, KubeRouter}
 }
 
 func kubernetes(name string) Tool {
@@ -128,12 +135,24 @@ func (t Tool) Build(ctx context.Context, root, cache string, log io.Writer) (str
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(cache, t.Name+"-"+version)
+	args := []string{"build"}
+	if t.LDFlags != nil {
+		args = append(args, "-ldflags", t.LDFlags(version))
+	}
+	if t.Tags != "" {
+		args = append(args, "-tags", t.Tags)
+	}
+	args = append(args, t.Packages...)
+	key, err := t.recipe(root, args)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cache, t.Name+"-"+version+"-"+key)
 	bin := filepath.Join(dir, binaryName(t.Packages[0]))
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	fmt.Fprintf(log, "building %s %s into %s (once per version)\n", t.Name, version, dir)
+	fmt.Fprintf(log, "building %s %s into %s (once per version and recipe)\n", t.Name, version, dir)
 	// Built into a temporary folder and renamed, so an interrupted build
 	// never leaves a folder that a later run would take as complete.
 	tmp := dir + ".tmp"
@@ -142,14 +161,8 @@ func (t Tool) Build(ctx context.Context, root, cache string, log io.Writer) (str
 			return "", fmt.Errorf("clear %s: %w", d, err)
 		}
 	}
-	args := []string{"build", "-o", tmp + string(filepath.Separator)}
-	if t.LDFlags != nil {
-		args = append(args, "-ldflags", t.LDFlags(version))
-	}
-	if t.Tags != "" {
-		args = append(args, "-tags", t.Tags)
-	}
-	cmd := goCmd(ctx, filepath.Join(root, t.ModuleDir), append(args, t.Packages...)...)
+	args = slices.Insert(args, 1, "-o", tmp+string(filepath.Separator))
+	cmd := goCmd(ctx, filepath.Join(root, t.ModuleDir), args...)
 	cmd.Env = append(cmd.Env, t.Env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
@@ -159,6 +172,33 @@ func (t Tool) Build(ctx context.Context, root, cache string, log io.Writer) (str
 		return "", fmt.Errorf("install %s: %w", t.Name, err)
 	}
 	return bin, nil
+}
+
+// recipe is a short digest of what decides the binary besides the version:
+// the build's arguments and environment, and the files of the pinning
+// module (its go.sum, and a main package of its own, as CoreDNS's plugin
+// list). A cached binary built otherwise (say with cgo, before Env said
+// CGO_ENABLED=0) is not taken for this one.
+func (t Tool) recipe(root string, args []string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintln(h, args, t.Env)
+	dir := filepath.Join(root, t.ModuleDir)
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", t.ModuleDir, err)
+	}
+	for _, f := range files {
+		if f.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, f.Name()))
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		fmt.Fprintln(h, f.Name(), len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:8], nil
 }
 
 // binaryName is the name go build gives a main package's binary: its last

@@ -1,6 +1,10 @@
 package tool
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func TestKubernetesLDFlagsFollowTheVersion(t *testing.T) {
 	want := "-X k8s.io/component-base/version.gitVersion=v1.38.0 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=38"
@@ -19,5 +23,42 @@ func TestBinaryName(t *testing.T) {
 		if got := binaryName(pkg); got != want {
 			t.Errorf("binaryName(%s) = %s, want %s", pkg, got, want)
 		}
+	}
+}
+
+// A binary built with other flags, or from a changed pinning module, must
+// not be taken from the cache for this one.
+func TestRecipeKeysHowItIsBuilt(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "tools", "x")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(s string) {
+		if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("package main")
+	tool := Tool{ModuleDir: "tools/x"}
+	key := func(tl Tool) string {
+		k, err := tl.recipe(root, []string{"build", "./x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	base := key(tool)
+	if again := key(tool); again != base {
+		t.Fatalf("the same recipe keyed %s, then %s", base, again)
+	}
+	static := tool
+	static.Env = []string{"CGO_ENABLED=0"}
+	if key(static) == base {
+		t.Error("CGO_ENABLED=0 did not change the key")
+	}
+	write("package main // with another plugin")
+	if key(tool) == base {
+		t.Error("a changed main.go in the pinning module did not change the key")
 	}
 }

@@ -19,8 +19,11 @@ type Binaries struct {
 	// CNIPlugins is the folder of the CNI plugins.
 	CNIPlugins string
 	CoreDNS    string
-	// Pause is the pods' sandbox program (./pause), built each run.
-	Pause string
+	// KubeRouter enforces NetworkPolicies, when a test starts it.
+	KubeRouter string
+	// Pause is the pods' sandbox program (./pause), NetCheck the network
+	// policy tests' (./netcheck); both built each run.
+	Pause, NetCheck string
 	// Skaffold and Kustomize deploy the application the way users do.
 	Skaffold, Kustomize string
 }
@@ -42,7 +45,7 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 	}{
 		{tool.APIServer, &b.APIServer}, {tool.ControllerManager, &b.ControllerManager}, {tool.Scheduler, &b.Scheduler},
 		{tool.Kubelet, &b.Kubelet}, {tool.KubeProxy, &b.KubeProxy}, {tool.Kubectl, &b.Kubectl},
-		{tool.Containerd, &b.Containerd}, {tool.CNIPlugins, &b.CNIPlugins}, {tool.CoreDNS, &b.CoreDNS},
+		{tool.Containerd, &b.Containerd}, {tool.CNIPlugins, &b.CNIPlugins}, {tool.CoreDNS, &b.CoreDNS}, {tool.KubeRouter, &b.KubeRouter},
 		{tool.Skaffold, &b.Skaffold}, {tool.Kustomize, &b.Kustomize},
 	} {
 		if *t.dest, err = t.tool.Build(ctx, root, cache, os.Stderr); err != nil {
@@ -51,14 +54,20 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 	}
 	b.CNIPlugins = filepath.Dir(b.CNIPlugins)
 
-	// The pause program is this module's own; it goes beside the tools,
-	// rebuilt (from the build cache) every run.
-	b.Pause = filepath.Join(cache, "cluster-pause", "pause")
-	build := exec.CommandContext(ctx, "go", "build", "-o", b.Pause, "./pause")
-	build.Dir = filepath.Join(root, "test", "cluster")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		return b, fmt.Errorf("build the pause program: %w\n%s", err, out)
+	// The pause and netcheck programs are this module's own: static, for
+	// images of their own; beside the tools, rebuilt (from the build cache)
+	// every run.
+	for _, p := range []struct {
+		name string
+		dest *string
+	}{{"pause", &b.Pause}, {"netcheck", &b.NetCheck}} {
+		*p.dest = filepath.Join(cache, "cluster-programs", p.name)
+		build := exec.CommandContext(ctx, "go", "build", "-o", *p.dest, "./"+p.name)
+		build.Dir = filepath.Join(root, "test", "cluster")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
+		if out, err := build.CombinedOutput(); err != nil {
+			return b, fmt.Errorf("build the %s program: %w\n%s", p.name, err, out)
+		}
 	}
 
 	// The images are built inside the namespaces, where there is no

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -58,6 +59,7 @@ type Cluster struct {
 
 	etcd     *embed.Etcd
 	registry *http.Server
+	mu       sync.Mutex // procs: a test may start one (StartPolicyEnforcer)
 	procs    []*process
 }
 
@@ -97,6 +99,8 @@ func Start(ctx context.Context, h Host) (c *Cluster, err error) {
 
 // Stop stops every process, last started first, then the registry and etcd.
 func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var errs []error
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		errs = append(errs, c.procs[i].stop())
@@ -116,6 +120,8 @@ func (c *Cluster) Stop() error {
 // Pids are the cluster's processes (etcd and the registry run inside the
 // caller).
 func (c *Cluster) Pids() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var pids []int
 	for _, p := range c.procs {
 		pids = append(pids, p.cmd.Process.Pid)
@@ -125,6 +131,8 @@ func (c *Cluster) Pids() []int {
 
 // Logs returns the end of every process's log, for a failing test.
 func (c *Cluster) Logs() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var s string
 	for _, p := range c.procs {
 		s += fmt.Sprintf("--- %s (%s)\n%s\n", p.name, p.log, tail(p.log, 15))
@@ -145,7 +153,9 @@ func (c *Cluster) start(name, bin string, args ...string) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.procs = append(c.procs, p)
+	c.mu.Unlock()
 	return nil
 }
 

@@ -17,17 +17,10 @@ const (
 	kubeProxyPort = 10256 // health
 )
 
-// DNSAddress is the cluster DNS, CoreDNS on the node: what every pod's
-// resolv.conf names.
-var DNSAddress = net.JoinHostPort(NodeIP, "53")
-
-// startNode starts containerd, CoreDNS, the kubelet and kube-proxy, and
-// waits until the node is Ready and the cluster's names resolve.
+// startNode starts containerd, the kubelet and kube-proxy, waits until the
+// node is Ready, then deploys the cluster DNS.
 func (c *Cluster) startNode(ctx context.Context) error {
 	if err := c.startContainerd(ctx); err != nil {
-		return err
-	}
-	if err := c.startCoreDNS(); err != nil {
 		return err
 	}
 	if err := c.startKubelet(); err != nil {
@@ -44,17 +37,7 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	if err := restoreSysctls(c.Host.Sysctls); err != nil {
 		return err
 	}
-	return poll(ctx, "the cluster DNS to answer", c.procs, func(ctx context.Context) error {
-		_, err := Resolver().LookupHost(ctx, "kubernetes.default.svc.cluster.local")
-		return err
-	})
-}
-
-// Resolver asks the cluster DNS, as pods do.
-func Resolver() *net.Resolver {
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, DNSAddress)
-	}}
+	return c.startDNS(ctx)
 }
 
 func (c *Cluster) nodeReady(ctx context.Context) error {
@@ -163,30 +146,9 @@ func (c *Cluster) writeCNIConfig() error {
 `, PodCIDR, c.path("cni", "ipam")))
 }
 
-// startCoreDNS runs CoreDNS on the node's address, answering the cluster's
-// names from the API server and nothing else.
-func (c *Cluster) startCoreDNS() error {
-	corefile := c.path("Corefile")
-	err := writeFile(corefile, fmt.Sprintf(`.:53 {
-    bind %s
-    errors
-    cache 30
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-        kubeconfig %s micro-test
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-    }
-}
-`, NodeIP, c.Kubeconfig))
-	if err != nil {
-		return err
-	}
-	return c.start("coredns", c.Host.Bins.CoreDNS, "-conf="+corefile)
-}
-
 func (c *Cluster) startKubelet() error {
 	resolv := c.path("resolv.conf")
-	if err := writeFile(resolv, "nameserver "+NodeIP+"\n"); err != nil {
+	if err := writeFile(resolv, "nameserver "+DNSServiceIP+"\n"); err != nil {
 		return err
 	}
 	config := c.path("kubelet.yaml")
@@ -223,7 +185,7 @@ authentication:
     enabled: false
 authorization:
   mode: AlwaysAllow
-`, c.Host.CgroupRoot, c.containerdSocket(), kubeletPort, NodeIP, resolv, c.path("kubelet", "volume-plugins")))
+`, c.Host.CgroupRoot, c.containerdSocket(), kubeletPort, DNSServiceIP, resolv, c.path("kubelet", "volume-plugins")))
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
+	gcrname "github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -30,7 +30,7 @@ const registryPort = 5000
 const pauseImage = "pause:1"
 
 // startRegistry serves an image registry (go-containerregistry's, with its
-// blobs on disk) and pushes the pause image to it.
+// blobs on disk) and pushes the tier's own programs to it.
 func (c *Cluster) startRegistry(ctx context.Context) error {
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(registryPort))
 	if err != nil {
@@ -48,18 +48,36 @@ func (c *Cluster) startRegistry(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { _ = c.registry.Serve(l) }()
-	return c.pushPause(ctx)
+	return c.pushPrograms(ctx)
 }
 
-// pushPause pushes an image holding only the pause program.
-func (c *Cluster) pushPause(ctx context.Context) error {
-	bin, err := os.ReadFile(c.Host.Bins.Pause)
-	if err != nil {
-		return err
+// NetCheckImage is the image of the netcheck program, in the registry.
+const NetCheckImage = "netcheck:1"
+
+// pushPrograms pushes an image of each of the tier's own programs: the
+// pause program, every pod's sandbox, and netcheck.
+func (c *Cluster) pushPrograms(ctx context.Context) error {
+	for _, p := range []struct{ image, name, bin, user string }{
+		{pauseImage, "pause", c.Host.Bins.Pause, "65535"},
+		{NetCheckImage, "netcheck", c.Host.Bins.NetCheck, "65532"},
+	} {
+		bin, err := os.ReadFile(p.bin)
+		if err != nil {
+			return err
+		}
+		if err := c.pushBinary(ctx, p.image, p.name, bin, p.user); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// pushBinary pushes an image that holds one static program, at /name, run
+// as user, for the node's platform.
+func (c *Cluster) pushBinary(ctx context.Context, image, name string, bin []byte, user string) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "pause", Mode: 0o755, Size: int64(len(bin))}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: int64(len(bin))}); err != nil {
 		return err
 	}
 	if _, err := tw.Write(bin); err != nil {
@@ -82,16 +100,16 @@ func (c *Cluster) pushPause(ctx context.Context) error {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.Entrypoint, cf.Config.User = []string{"/pause"}, "65535"
+	cf.Config.Entrypoint, cf.Config.User = []string{"/" + name}, user
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return err
 	}
-	ref, err := name.ParseReference(c.Registry + "/" + pauseImage)
+	ref, err := gcrname.ParseReference(c.Registry + "/" + image)
 	if err != nil {
 		return err
 	}
 	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
-		return fmt.Errorf("push the pause image: %w", err)
+		return fmt.Errorf("push %s: %w", image, err)
 	}
 	return nil
 }
