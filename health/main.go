@@ -33,10 +33,12 @@ const (
 )
 
 func main() {
-	if err := k8s.SetupLogging(); err != nil {
+	flushLog, err := k8s.SetupLogging()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	defer flushLog()
 	if err := k8s.SetMemoryLimit(); err != nil {
 		slog.Error("memory limit", "err", err)
 		os.Exit(2)

@@ -26,10 +26,12 @@ import (
 )
 
 func main() {
-	if err := k8s.SetupLogging(); err != nil {
+	flushLog, err := k8s.SetupLogging()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	defer flushLog()
 	if err := k8s.SetMemoryLimit(); err != nil {
 		slog.Error("memory limit", "err", err)
 		os.Exit(2)
@@ -59,6 +61,7 @@ func main() {
 
 	do, err := newRequester(*target, *rpc, *name, *timeout)
 	if err != nil {
+		flushLog()
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
@@ -79,6 +82,7 @@ func main() {
 		fmt.Println(r)
 	}
 	if r.Requests > 0 && r.Errors == r.Requests {
+		slog.Error("every request failed")
 		os.Exit(1)
 	}
 }

@@ -30,10 +30,12 @@ func main() {
 	if k8s.PrintVersion(os.Stdout, serviceName, os.Args[1:]) {
 		return
 	}
-	if err := k8s.SetupLogging(); err != nil {
+	flushLog, err := k8s.SetupLogging()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	defer flushLog()
 	if err := k8s.SetMemoryLimit(); err != nil {
 		slog.Error("memory limit", "err", err)
 		os.Exit(2)

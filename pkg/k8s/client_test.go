@@ -33,19 +33,33 @@ func TestCallsSpreadOverEveryAddress(t *testing.T) {
 	}
 	t.Setenv(EnvAddresses, addrs[1:])
 	debug := debugpb.NewDebugService("greeter", NewClient())
-	for range calls {
+	call := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := debug.Health(ctx, &debugpb.HealthRequest{})
-		cancel()
-		if err != nil {
+		defer cancel()
+		if _, err := debug.Health(ctx, &debugpb.HealthRequest{}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Round robin goes over the connections that are up: until all are,
+	// the first ones take more.
+	for deadline := time.Now().Add(5 * time.Second); ; call() {
+		if counts[0].Load() > 0 && counts[1].Load() > 0 && counts[2].Load() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not every server was called: %d %d %d", counts[0].Load(), counts[1].Load(), counts[2].Load())
+		}
+	}
+	var before [servers]int32
 	for i := range servers {
-		// Round robin over ready connections: every server gets a share,
-		// whichever connected first.
-		if n := counts[i].Load(); n < calls/servers-2 {
-			t.Errorf("server %d served %d of %d calls, want about %d", i, n, calls, calls/servers)
+		before[i] = counts[i].Load()
+	}
+	for range calls {
+		call()
+	}
+	for i := range servers {
+		if n := counts[i].Load() - before[i]; n != calls/servers {
+			t.Errorf("server %d served %d of %d calls, want %d: one in turn", i, n, calls, calls/servers)
 		}
 	}
 }

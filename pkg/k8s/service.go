@@ -65,29 +65,35 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 	// to swap selectors, so it must be the selector the client ends up with.
 	current := NewStaticSelector()
 
+	fast := newFastServer()
+	fast.Server = grpcserver.NewServer(
+		server.Name(name),
+		server.Version(version),
+		server.Address(DefaultAddress()),
+		server.Registry(reg),
+		server.Broker(brk),
+		grpcserver.GracefulStopTimeout(ShutdownTimeout),
+		grpcserver.MaxMsgSize(MaxMessageSize),
+		grpcserver.Options(
+			// Refused before anything is read when too many are in
+			// flight; then undecodable requests are InvalidArgument.
+			grpc.ChainStreamInterceptor(m.shed.stream, refuseUndecodable, fast.stream),
+			grpc.InTapHandle(fast.tap),
+			grpc.NumStreamWorkers(32),
+			// Clients resolve the service's name again when a connection
+			// ends: ending each after a while is how they find new pods.
+			grpc.KeepaliveParams(keepalive.ServerParameters{
+				MaxConnectionAge: ConnectionMaxAge, MaxConnectionAgeGrace: ConnectionMaxAgeGrace,
+			}),
+			// The clients' pings (see KeepaliveTime): gRPC's default
+			// would close a connection pinged more often than every 5 min.
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveTime / 2}),
+		),
+	)
 	defaults := []micro.Option{
-		micro.Server(grpcserver.NewServer(
-			server.Name(name),
-			server.Version(version),
-			server.Address(DefaultAddress()),
-			server.Registry(reg),
-			server.Broker(brk),
-			grpcserver.GracefulStopTimeout(ShutdownTimeout),
-			grpcserver.MaxMsgSize(MaxMessageSize),
-			grpcserver.Options(
-				// Refused before anything is read when too many are in
-				// flight; then undecodable requests are InvalidArgument.
-				grpc.ChainStreamInterceptor(m.shed.stream, refuseUndecodable),
-				// Clients resolve the service's name again when a connection
-				// ends: ending each after a while is how they find new pods.
-				grpc.KeepaliveParams(keepalive.ServerParameters{
-					MaxConnectionAge: ConnectionMaxAge, MaxConnectionAgeGrace: ConnectionMaxAgeGrace,
-				}),
-				// The clients' pings (see KeepaliveTime): gRPC's default
-				// would close a connection pinged more often than every 5 min.
-				grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveTime / 2}),
-			),
-		)),
+		// Unary calls of every registered handler take the short path
+		// (see fastServer).
+		micro.Server(fast),
 		micro.Client(NewClient(client.Selector(current), client.Registry(reg), client.Broker(brk))),
 		// The broker before the registry: micro.Registry also re-points the
 		// service's broker, which would otherwise be go-micro's global one.

@@ -3,6 +3,7 @@ package k8s
 import (
 	"context"
 	"fmt"
+	gmetadata "google.golang.org/grpc/metadata"
 	"log/slog"
 	"os"
 	"strings"
@@ -98,8 +99,12 @@ func traceCall(next client.CallFunc) client.CallFunc {
 
 // startServerSpan continues the trace the caller's metadata carries.
 func startServerSpan(ctx context.Context, endpoint string) (context.Context, trace.Span) {
-	if md, ok := metadata.FromContext(ctx); ok && md["traceparent"] != "" {
-		ctx = otel.GetTextMapPropagator().Extract(ctx, carrier(md))
+	// Asked of the call's gRPC metadata first, without a copy: go-micro's
+	// FromContext copies every header, on every call, to find none.
+	if len(gmetadata.ValueFromIncomingContext(ctx, "traceparent")) > 0 {
+		if md, ok := metadata.FromContext(ctx); ok {
+			ctx = otel.GetTextMapPropagator().Extract(ctx, carrier(md))
+		}
 	}
 	if !traced(ctx) {
 		return ctx, trace.SpanFromContext(context.Background()) // a no-op span

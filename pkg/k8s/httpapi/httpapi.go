@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -95,9 +96,23 @@ func LogRequests(next http.Handler) http.Handler {
 func LogRequest(r *http.Request, status int, took time.Duration, attrs ...slog.Attr) {
 	attrs = append([]slog.Attr{
 		slog.String("method", r.Method), slog.String("route", Route(r)), slog.String("path", r.URL.Path),
-		slog.Int("status", status), slog.Float64("duration_ms", float64(took.Microseconds())/1000),
+		// An integer: slog writes a float through encoding/json, by reflection.
+		slog.Int("status", status), slog.Int64("duration_us", took.Microseconds()),
 	}, attrs...)
-	slog.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
+	LogInfo(r.Context(), "http request", attrs...)
+}
+
+// LogInfo logs a line at info, as slog.LogAttrs does without looking up
+// its caller (a stack walk per line: slog asks for it whether or not the
+// handler prints the source, and these lines are one per request).
+func LogInfo(ctx context.Context, msg string, attrs ...slog.Attr) {
+	l := slog.Default()
+	if !l.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+	r.AddAttrs(attrs...)
+	_ = l.Handler().Handle(ctx, r)
 }
 
 // Route is the pattern a request matched, or "unmatched".

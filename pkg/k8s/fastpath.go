@@ -1,0 +1,270 @@
+package k8s
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go-micro.dev/v6/codec"
+	merrors "go-micro.dev/v6/errors"
+	meta "go-micro.dev/v6/metadata"
+	"go-micro.dev/v6/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	gmetadata "google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
+)
+
+// fastServer is go-micro's gRPC server with a shorter path for unary calls:
+// what go-micro does on every call that only costs (copying and joining
+// every header, formatting the method's name twice, marshalling the
+// decoded request again for a body nobody reads, building a status for
+// success) is done once per method, or not at all. The handler is still
+// found by go-micro's rules, called through the service's handler
+// wrappers with the request they saw before, and its errors travel with
+// the codes and details go-micro gives them. Every handler registered
+// through it is served so; streams, and methods it does not know, go to
+// go-micro as before.
+type fastServer struct {
+	server.Server
+
+	mu       sync.RWMutex
+	services map[string]map[string]*unaryMethod // by handler name, then method
+}
+
+// unaryMethod is one method of a registered handler:
+// func(context.Context, *Request, *Response) error.
+type unaryMethod struct {
+	endpoint string // "Greeter.Hello"
+	fn       reflect.Value
+	req, rsp reflect.Type // what the pointers point to
+	wrap     sync.Once
+	handle   server.HandlerFunc // fn through the handler wrappers
+	service  string             // the server's name, as go-micro gives it
+}
+
+var (
+	contextType = reflect.TypeFor[context.Context]()
+	errorType   = reflect.TypeFor[error]()
+	protoType   = reflect.TypeFor[proto.Message]()
+)
+
+func newFastServer() *fastServer {
+	return &fastServer{services: map[string]map[string]*unaryMethod{}}
+}
+
+// Handle registers the handler with go-micro, and its unary methods here.
+func (s *fastServer) Handle(h server.Handler) error {
+	if err := s.Server.Handle(h); err != nil {
+		return err
+	}
+	v := reflect.ValueOf(h.Handler())
+	name := reflect.Indirect(v).Type().Name()
+	methods := map[string]*unaryMethod{}
+	for i := range v.NumMethod() {
+		m, t := v.Method(i), v.Type().Method(i)
+		ft := m.Type()
+		if !t.IsExported() || ft.NumIn() != 3 || ft.NumOut() != 1 || ft.In(0) != contextType || ft.Out(0) != errorType ||
+			ft.In(1).Kind() != reflect.Pointer || ft.In(2).Kind() != reflect.Pointer ||
+			!ft.In(1).Implements(protoType) || !ft.In(2).Implements(protoType) {
+			continue // a stream, or not a method go-micro serves as unary
+		}
+		methods[t.Name] = &unaryMethod{endpoint: name + "." + t.Name, fn: m, req: ft.In(1).Elem(), rsp: ft.In(2).Elem()}
+	}
+	s.mu.Lock()
+	s.services[name] = methods
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *fastServer) lookup(service, method string) *unaryMethod {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.services[service][method]
+}
+
+// stream is the gRPC interceptor that serves the methods it knows.
+func (s *fastServer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	m := s.lookup(splitMethod(info.FullMethod))
+	if m == nil {
+		return handler(srv, ss)
+	}
+	return s.serve(ss, m)
+}
+
+// tap runs as a call arrives, before its stream exists, with the call's
+// headers as the transport read them: it makes the go-micro metadata of a
+// call it will serve from those, which saves copying them all from the
+// stream's context first (gRPC's FromIncomingContext copies every header).
+func (s *fastServer) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if s.lookup(splitMethod(info.FullMethodName)) == nil {
+		return ctx, nil
+	}
+	md := make(meta.Metadata, len(info.Header)+1)
+	for k, v := range info.Header {
+		if len(v) == 1 {
+			md[k] = v[0]
+		} else {
+			md[k] = strings.Join(v, ", ")
+		}
+	}
+	return context.WithValue(ctx, tappedMetadata{}, md), nil
+}
+
+// tappedMetadata keys the metadata tap made.
+type tappedMetadata struct{}
+
+// serve handles one unary call as go-micro's server does (server/grpc),
+// without its per-call overheads.
+func (s *fastServer) serve(ss grpc.ServerStream, m *unaryMethod) error {
+	m.wrap.Do(func() { s.wrapMethod(m) })
+	ctx, ct, cancel := s.callContext(ss.Context())
+	defer cancel()
+
+	req := reflect.New(m.req).Interface()
+	if err := ss.RecvMsg(req); err != nil {
+		return err
+	}
+	rsp := reflect.New(m.rsp).Interface()
+	r := &fastRequest{service: m.service, endpoint: m.endpoint, contentType: ct, body: req.(proto.Message)}
+	if err := m.handle(ctx, r, rsp); err != nil {
+		return grpcStatus(err)
+	}
+	return ss.SendMsg(rsp)
+}
+
+// wrapMethod builds the method's handler: the call, recovering a panic as
+// go-micro does, inside the service's handler wrappers, once.
+func (s *fastServer) wrapMethod(m *unaryMethod) {
+	opts := s.Server.Options()
+	m.service = opts.Name
+	call := func(ctx context.Context, req server.Request, rsp any) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				slog.ErrorContext(ctx, "panic recovered", "rpc", m.endpoint, "panic", r, "stack", string(debug.Stack()))
+				err = merrors.InternalServerError("go.micro.server", "panic recovered: %v", r)
+			}
+		}()
+		out := m.fn.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(req.Body()), reflect.ValueOf(rsp)})
+		if e := out[0].Interface(); e != nil {
+			return e.(error)
+		}
+		return nil
+	}
+	for i := len(opts.HdlrWrappers); i > 0; i-- {
+		call = opts.HdlrWrappers[i-1](call)
+	}
+	m.handle = call
+}
+
+// callContext gives the handler what go-micro's server gives it: the
+// call's metadata as go-micro metadata (each header once, its values
+// joined), the caller's address as Remote, the go-micro client's timeout
+// header as a deadline; and returns the content type.
+func (s *fastServer) callContext(ctx context.Context) (context.Context, string, context.CancelFunc) {
+	md, ok := ctx.Value(tappedMetadata{}).(meta.Metadata)
+	if !ok { // a server without the tap: take them from the context
+		in, _ := gmetadata.FromIncomingContext(ctx)
+		md = make(meta.Metadata, len(in)+1)
+		for k, v := range in {
+			md[k] = strings.Join(v, ", ")
+		}
+	}
+	ct := "application/grpc"
+	if c, ok := md["x-content-type"]; ok {
+		ct = c
+	}
+	if c, ok := md["content-type"]; ok {
+		ct = c
+	}
+	timeout := md["timeout"]
+	delete(md, "x-content-type")
+	delete(md, "timeout")
+	if p, ok := peer.FromContext(ctx); ok {
+		md["Remote"] = p.Addr.String()
+	}
+	ctx = meta.NewContext(ctx, md)
+	if n, err := strconv.ParseUint(timeout, 10, 64); err == nil {
+		ctx, cancel := context.WithTimeout(ctx, time.Duration(n))
+		return ctx, ct, cancel
+	}
+	return ctx, ct, func() {}
+}
+
+// grpcStatus is the status a handler's error travels as, as go-micro's
+// server sends it: a go-micro error (or any protobuf error) with its code
+// and itself as the detail the go-micro client reads back.
+func grpcStatus(err error) error {
+	var merr *merrors.Error
+	if errors.As(err, &merr) {
+		merr.Detail = strings.ToValidUTF8(merr.Detail, "")
+		st, serr := status.New(grpcCode(merr), merr.Error()).WithDetails(merr)
+		if serr != nil {
+			return serr
+		}
+		return st.Err()
+	}
+	if pm, ok := err.(proto.Message); ok {
+		st, serr := status.New(convertCode(err), err.Error()).WithDetails(protoadapt.MessageV1Of(pm))
+		if serr != nil {
+			return serr
+		}
+		return st.Err()
+	}
+	return status.New(convertCode(err), err.Error()).Err()
+}
+
+// convertCode is go-micro's server's code for an error that is not its own
+// (server/grpc/util.go).
+func convertCode(err error) codes.Code {
+	switch err {
+	case io.EOF:
+		return codes.OutOfRange
+	case io.ErrClosedPipe, io.ErrNoProgress, io.ErrShortBuffer, io.ErrShortWrite, io.ErrUnexpectedEOF:
+		return codes.FailedPrecondition
+	case os.ErrInvalid:
+		return codes.InvalidArgument
+	case context.Canceled:
+		return codes.Canceled
+	case context.DeadlineExceeded:
+		return codes.DeadlineExceeded
+	}
+	switch {
+	case os.IsExist(err):
+		return codes.AlreadyExists
+	case os.IsNotExist(err):
+		return codes.NotFound
+	case os.IsPermission(err):
+		return codes.PermissionDenied
+	}
+	return codes.Unknown
+}
+
+// fastRequest is the server.Request the handler wrappers see: go-micro's
+// for a unary call, whose body is the decoded request.
+type fastRequest struct {
+	service, endpoint, contentType string
+	body                           proto.Message
+}
+
+func (r *fastRequest) Service() string           { return r.service }
+func (r *fastRequest) Method() string            { return r.endpoint }
+func (r *fastRequest) Endpoint() string          { return r.endpoint }
+func (r *fastRequest) ContentType() string       { return r.contentType }
+func (r *fastRequest) Header() map[string]string { return nil }
+func (r *fastRequest) Body() any                 { return r.body }
+func (r *fastRequest) Codec() codec.Reader       { return nil }
+func (r *fastRequest) Stream() bool              { return false }
+func (r *fastRequest) Read() ([]byte, error)     { return proto.Marshal(r.body) }
