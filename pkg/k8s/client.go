@@ -111,7 +111,28 @@ func (c *callClient) call(ctx context.Context, node *registry.Node, req client.R
 		}
 		ctx = gmetadata.AppendToOutgoingContext(ctx, pairs...)
 	}
-	return microError(cc.Invoke(ctx, grpcMethod(req.Service(), req.Endpoint()), req.Body(), rsp))
+	subtype, ok := contentSubtypes[req.ContentType()]
+	if !ok {
+		return errors.InternalServerError("go.micro.client", "content type %q has no gRPC codec", req.ContentType())
+	}
+	return microError(cc.Invoke(ctx, grpcMethod(req.Service(), req.Endpoint()), req.Body(), rsp, subtype...))
+}
+
+// contentSubtypes are the gRPC codecs (registered by go-micro's gRPC server
+// package, by these names) of the content types a go-micro request may
+// carry, as go-micro's own client chooses them: a request made with
+// client.WithContentType("application/json") travels as JSON, and its body
+// may be a *bytes.Frame of JSON, as a gateway forwards it untouched.
+var contentSubtypes = map[string][]grpc.CallOption{
+	"":                         nil,
+	"application/grpc":         nil,
+	"application/grpc+proto":   nil,
+	"application/proto":        nil,
+	"application/protobuf":     nil,
+	"application/octet-stream": nil,
+	"application/json":         {grpc.CallContentSubtype("json")},
+	"application/grpc+json":    {grpc.CallContentSubtype("json")},
+	"application/grpc+bytes":   {grpc.CallContentSubtype("bytes")},
 }
 
 // conn is the one connection to addr, made on first use.

@@ -14,7 +14,9 @@ import (
 
 	"go-micro.dev/v6"
 	"go-micro.dev/v6/client"
+	"go-micro.dev/v6/codec/bytes"
 	debugpb "go-micro.dev/v6/debug/proto"
+	merrors "go-micro.dev/v6/errors"
 	"go-micro.dev/v6/registry"
 	"go-micro.dev/v6/selector"
 	"go-micro.dev/v6/web"
@@ -231,6 +233,38 @@ func TestUndecodableRequestIsInvalidArgument(t *testing.T) {
 	err = cc.Invoke(ctx, "/greeter.Debug/Health", notUTF8, &out, grpc.ForceCodec(rawCodec{}))
 	if got := status.Code(err); got != codes.InvalidArgument {
 		t.Fatalf("code = %v (%v), want InvalidArgument", got, err)
+	}
+}
+
+// A go-micro request with a JSON content type travels as JSON: a body of
+// raw JSON bytes (what a gateway forwards) reaches the handler decoded, and
+// its reply comes back as JSON; JSON that does not decode is the caller's
+// error, InvalidArgument (400), not Internal.
+func TestJSONRequests(t *testing.T) {
+	svc := NewService("faults", micro.Address("127.0.0.1:0"))
+	if err := svc.Server().Handle(svc.Server().NewHandler(Faults{})); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	c := NewClient()
+	call := func(body string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req := c.NewRequest("faults", "Faults.Echo", &bytes.Frame{Data: []byte(body)}, client.WithContentType("application/json"))
+		var rsp bytes.Frame
+		err := c.Call(ctx, req, &rsp, client.WithAddress(svc.Server().Options().Address))
+		return string(rsp.Data), err
+	}
+	if got, err := call(`{"service":"Ada"}`); err != nil || got != `{"status":"Ada"}` {
+		t.Errorf(`{"service":"Ada"}: %s %v, want {"status":"Ada"}`, got, err)
+	}
+	for _, body := range []string{`{"service":`, `{"nope":1}`, `{"service":7}`, `[]`} {
+		if _, err := call(body); merrors.FromError(err).Code != 400 {
+			t.Errorf("%s: %v, want 400", body, err)
+		}
 	}
 }
 
