@@ -16,8 +16,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	merrors "go-micro.dev/v6/errors"
-
 	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
 )
@@ -181,7 +179,7 @@ func (f *server) hello(ctx context.Context, name string) (string, error) {
 	defer cancel()
 	rsp, err := f.greeter.Hello(ctx, &greeterv1.HelloRequest{Name: name})
 	if err != nil {
-		return "", &greeterError{err: err, deadline: ctx.Err() != nil, timeout: f.timeout}
+		return "", &httpapi.CallError{Service: greeterv1.ServiceName, Err: err, TimedOut: ctx.Err() != nil, Timeout: f.timeout}
 	}
 	return rsp.GetMessage(), nil
 }
@@ -210,37 +208,15 @@ func nameFrom(r *http.Request) (string, error) {
 	return "", nil
 }
 
-// greeterError is a failed call to the greeter.
-type greeterError struct {
-	err      error
-	deadline bool // our deadline passed
-	timeout  time.Duration
-}
-
-func (g *greeterError) Error() string { return g.err.Error() }
-
 // describe maps an error to the status and message the caller sees.
 func describe(err error) (int, string) {
 	var bad badRequest
 	if errors.As(err, &bad) {
 		return http.StatusBadRequest, bad.Error()
 	}
-	var ge *greeterError
-	if !errors.As(err, &ge) {
+	var ce *httpapi.CallError
+	if !errors.As(err, &ce) {
 		return http.StatusInternalServerError, "internal error"
 	}
-	merr := merrors.FromError(ge.err)
-	switch {
-	case ge.deadline || merr.Code == http.StatusRequestTimeout:
-		return http.StatusGatewayTimeout, fmt.Sprintf("the greeter did not answer within %s", ge.timeout)
-	case merr.Code == http.StatusBadRequest:
-		return http.StatusBadRequest, merr.Detail
-	case merr.Code == http.StatusServiceUnavailable || merr.Id == "go.micro.client":
-		// Refused, reset or unresolvable: nothing answered.
-		slog.Info("greeter unreachable", "err", merr.Detail)
-		return http.StatusServiceUnavailable, "the greeter is unavailable, try again shortly"
-	default:
-		slog.Info("greeter failed", "err", ge.err)
-		return http.StatusBadGateway, "the greeter failed to answer"
-	}
+	return ce.Status()
 }

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	merrors "go-micro.dev/v6/errors"
 )
 
 // Error is the body of every error response.
@@ -135,3 +137,41 @@ func (s *StatusWriter) WriteHeader(status int) {
 }
 
 func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// CallError is a failed call from an HTTP handler to a go-micro service.
+type CallError struct {
+	Service string
+	Err     error
+	// TimedOut says the handler's own deadline for the call, Timeout,
+	// passed.
+	TimedOut bool
+	Timeout  time.Duration
+}
+
+func (e *CallError) Error() string { return e.Err.Error() }
+
+// Unwrap gives the call's error, to errors.Is and errors.As.
+func (e *CallError) Unwrap() error { return e.Err }
+
+// Status is the status and message an HTTP caller sees for a failed call:
+// the service's own message for the caller's mistakes (400, 404), 504 past
+// the deadline, 503 when nothing answered (refused, reset, unresolvable,
+// shedding load), 502 for the service's own failures, which are logged and
+// not shown.
+func (e *CallError) Status() (int, string) {
+	merr := merrors.FromError(e.Err)
+	switch {
+	case e.TimedOut || merr.Code == http.StatusRequestTimeout:
+		return http.StatusGatewayTimeout, fmt.Sprintf("the %s did not answer within %s", e.Service, e.Timeout)
+	case merr.Code == http.StatusBadRequest:
+		return http.StatusBadRequest, merr.Detail
+	case merr.Code == http.StatusNotFound:
+		return http.StatusNotFound, merr.Detail
+	case merr.Code == http.StatusServiceUnavailable || merr.Id == "go.micro.client":
+		slog.Info(e.Service+" unreachable", "err", merr.Detail)
+		return http.StatusServiceUnavailable, "the " + e.Service + " is unavailable, try again shortly"
+	default:
+		slog.Info(e.Service+" failed", "err", e.Err)
+		return http.StatusBadGateway, "the " + e.Service + " failed to answer"
+	}
+}
