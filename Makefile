@@ -44,8 +44,8 @@ run: ## Build and run the whole application on loopback (no cluster); Ctrl-C sto
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: build
-build: ## Build every service, the health sidecar and web into bin/, stripped and stamped with VERSION
-	go build -trimpath -ldflags "-s -w -X $$(go list ./pkg/k8s).version=$(VERSION)" -o $(BIN)/ $(SERVICES) ./health ./web
+build: ## Build every service, the health sidecar, web and the API gateway into bin/, stripped and stamped with VERSION
+	go build -trimpath -ldflags "-s -w -X $$(go list ./pkg/k8s).version=$(VERSION)" -o $(BIN)/ $(SERVICES) ./health ./web ./api
 
 ##@ Test
 
@@ -74,12 +74,12 @@ vet: ## Check formatting and tidy go.mod files, and run go vet, in every module
 	cd tools && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./...
 
 # Each fuzz target, as package:function: every service's FuzzHello (make
-# new-service copies the greeter's) and the web's. Their seed corpora are
+# new-service copies the greeter's), the web's and the API gateway's. Their seed corpora are
 # committed in the packages' testdata/fuzz, and go test runs them as tests
 # too. make test fuzzes by count, not time: a -fuzztime of a few seconds can
 # end before the workers report, and the run fails with "context deadline
 # exceeded".
-FUZZ_TARGETS = $(addsuffix /handler:FuzzHello,$(SERVICES)) ./web/frontend:FuzzFrontend
+FUZZ_TARGETS = $(addsuffix /handler:FuzzHello,$(SERVICES)) ./web/frontend:FuzzFrontend ./api/gateway:FuzzGateway
 FUZZTIME ?= 1m
 
 .PHONY: fuzz

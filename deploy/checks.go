@@ -51,8 +51,10 @@ type Code struct {
 	// MemoryLimitEnv is the variable a binary reads its container's memory
 	// limit from.
 	MemoryLimitEnv string
-	// Caller is the Deployment that calls every service: the web frontend.
-	Caller string
+	// Calls are, by the Deployment that makes them, the services it calls:
+	// the web frontend every service, the API gateway those on its
+	// allow-list.
+	Calls map[string][]string
 }
 
 // Check is one consistency check.
@@ -76,7 +78,7 @@ var Checks = []Check{
 	{"every workload has its own ServiceAccount without a token", checkServiceAccounts},
 	{"every object has the recommended labels", checkLabels},
 	{"network policies select pods and name their ports", checkNetworkPolicies},
-	{"network policies let the caller reach every service", checkPolicyPaths},
+	{"network policies let each caller reach the services it calls", checkPolicyPaths},
 	{"pods are annotated for Prometheus where metrics are served", checkScrapeAnnotations},
 	{"each config file read is mounted from a ConfigMap the code accepts", checkConfig},
 }
@@ -597,33 +599,35 @@ func checkNetworkPolicies(o Objects, _ Code) error {
 	return errors.Join(errs...)
 }
 
-// checkPolicyPaths requires that the network policies let the caller (the
-// web) reach every service on the static selector's port: the service's
-// ingress from the caller's pods, where a policy isolates the service's
-// ingress, and the caller's egress to the service's pods, where one isolates
-// the caller's egress. make new-service copies the greeter's policies; this
-// proves a service added by hand did not miss one.
+// checkPolicyPaths requires that the network policies let each caller
+// deployed reach each service it calls on the static selector's port: the
+// service's ingress from the caller's pods, where a policy isolates the
+// service's ingress, and the caller's egress to the service's pods, where
+// one isolates the caller's egress. make new-service copies the greeter's
+// policies; this proves a service added by hand did not miss one.
 func checkPolicyPaths(o Objects, c Code) error {
 	byName := map[string]appsv1.Deployment{}
 	for _, d := range o.Deployments {
 		byName[d.Name] = d
 	}
-	caller, ok := byName[c.Caller]
-	if !ok {
-		return fmt.Errorf("no Deployment %s, the services' caller", c.Caller)
-	}
 	var errs []error
-	for _, name := range c.Services {
-		service, ok := byName[name]
+	for _, from := range slices.Sorted(maps.Keys(c.Calls)) {
+		caller, ok := byName[from]
 		if !ok {
-			errs = append(errs, fmt.Errorf("no Deployment %s", name))
-			continue
+			continue // not deployed with these profiles
 		}
-		if isolated(o, service, networkingv1.PolicyTypeIngress) && !policyAllows(o, service, caller, service, c.SelectorPort, networkingv1.PolicyTypeIngress) {
-			errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s accept %s's calls on port %d", name, c.Caller, c.SelectorPort))
-		}
-		if isolated(o, caller, networkingv1.PolicyTypeEgress) && !policyAllows(o, caller, service, service, c.SelectorPort, networkingv1.PolicyTypeEgress) {
-			errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s call %s on port %d", c.Caller, name, c.SelectorPort))
+		for _, name := range c.Calls[from] {
+			service, ok := byName[name]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s calls %s: no Deployment %s", from, name, name))
+				continue
+			}
+			if isolated(o, service, networkingv1.PolicyTypeIngress) && !policyAllows(o, service, caller, service, c.SelectorPort, networkingv1.PolicyTypeIngress) {
+				errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s accept %s's calls on port %d", name, from, c.SelectorPort))
+			}
+			if isolated(o, caller, networkingv1.PolicyTypeEgress) && !policyAllows(o, caller, service, service, c.SelectorPort, networkingv1.PolicyTypeEgress) {
+				errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s call %s on port %d", from, name, c.SelectorPort))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/micro/kubernetes/api/gateway"
 	"github.com/micro/kubernetes/health/probe"
 	"github.com/micro/kubernetes/pkg/k8s"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
@@ -69,16 +71,18 @@ func code(t *testing.T, s Skaffold) Code {
 	}
 	listen := map[string][]int{
 		"web":     {k8s.DefaultPort, k8s.MetricsPort},
+		"api":     {k8s.DefaultPort, k8s.MetricsPort},
 		"health":  {sidecarPort},
 		"loadgen": {k8s.DefaultPort}, // its -health_address in the manifest
 	}
-	metrics := []string{"web"}
+	metrics := []string{"web", "api"}
 	// Every go-micro service (the greeter, and any make new-service adds)
 	// is a k8s.NewService: gRPC on DefaultPort, metrics on MetricsPort.
 	for _, img := range s.ServiceImages() {
 		listen[img] = []int{k8s.DefaultPort, k8s.MetricsPort}
 		metrics = append(metrics, img)
 	}
+	services := slices.Compact(slices.Sorted(slices.Values(append(s.ServiceImages(), greeterv1.ServiceName))))
 	return Code{
 		ListenPorts:   listen,
 		MetricsPort:   k8s.MetricsPort,
@@ -87,22 +91,38 @@ func code(t *testing.T, s Skaffold) Code {
 		SelectorPort:  k8s.DefaultPort,
 		// The greeter's name as its callers dial it, and every service's
 		// image (make new-service names the two alike).
-		Services:        slices.Compact(slices.Sorted(slices.Values(append(s.ServiceImages(), greeterv1.ServiceName)))),
+		Services:        services,
 		SidecarImage:    "health",
 		SidecarFlags:    sidecarFlags(t),
 		SidecarPath:     probe.Path,
 		SidecarLivePath: probe.LivePath,
-		HealthPaths:     map[string]string{"web": frontend.HealthPath, "loadgen": "/health"},
+		HealthPaths:     map[string]string{"web": frontend.HealthPath, "api": gateway.HealthPath, "loadgen": "/health"},
 		ShutdownTimeout: k8s.ShutdownTimeout,
 		Images:          s.Images(nil),
 		ConfigParsers: map[string]func([]byte) error{
 			"greeter": func(b []byte) error { _, err := handler.ParseConfig(b); return err },
 			"web":     func(b []byte) error { _, err := frontend.ParseConfig(b); return err },
+			"api":     func(b []byte) error { _, err := gateway.ParseConfig(b); return err },
 		},
 		ConfigFileEnv:  k8s.EnvConfigFile,
 		MemoryLimitEnv: k8s.EnvMemoryLimit,
-		Caller:         "web",
+		Calls:          map[string][]string{"web": services, "api": gatewayAllows(t)},
 	}
+}
+
+// gatewayAllows are the services the API gateway's allow-list names, in the
+// configuration every render mounts.
+func gatewayAllows(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "base", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := gateway.ParseConfig(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.Sorted(maps.Keys(c.Allow))
 }
 
 func sidecarFlags(t *testing.T) []string {

@@ -128,6 +128,7 @@ require (
 )
 
 require (
+	github.com/micro/kubernetes/api v0.0.0
 	github.com/micro/kubernetes/health v0.0.0
 	github.com/micro/kubernetes/pkg/k8s v0.0.0
 	github.com/micro/kubernetes/proto v0.0.0
@@ -138,6 +139,7 @@ require (
 
 // The monorepo's own modules come from this checkout, in or out of go.work.
 replace (
+	github.com/micro/kubernetes/api => ../api
 	github.com/micro/kubernetes/health => ../health
 	github.com/micro/kubernetes/pkg/k8s => ../pkg/k8s
 	github.com/micro/kubernetes/proto => ../proto

@@ -1,5 +1,6 @@
 // Command run runs the whole application on this machine, with no cluster:
-// it builds the greeter, the health sidecar and the web frontend, starts them
+// it builds the greeter, the health sidecar, the web frontend and the API
+// gateway, starts them
 // on loopback, prints the URL to open and their logs, restarts a process that
 // exits (with a backoff, as the kubelet would), and stops them all on Ctrl-C
 // or SIGTERM. `make run` runs it.
@@ -29,10 +30,12 @@ const maxReplicas = 5
 func main() {
 	var ports stack.Ports
 	flag.IntVar(&ports.Web, "web-port", 8080, "port of the web frontend")
+	flag.IntVar(&ports.API, "api-port", 8081, "port of the API gateway")
 	flag.IntVar(&ports.Greeter, "greeter-port", 8090, "port of the greeter's gRPC server")
 	flag.IntVar(&ports.Health, "health-port", 8091, "port of the greeter's health sidecar")
 	flag.IntVar(&ports.GreeterMetrics, "greeter-metrics-port", 9090, "port of the greeter's Prometheus metrics")
 	flag.IntVar(&ports.WebMetrics, "web-metrics-port", 9091, "port of the web frontend's Prometheus metrics")
+	flag.IntVar(&ports.APIMetrics, "api-metrics-port", 9081, "port of the API gateway's Prometheus metrics")
 	replicas := flag.Int("greeter-replicas", 1, fmt.Sprintf("replicas of the greeter, each with its sidecar, on the first one's ports + 2, + 4, ... (at most %d); the web balances over them", maxReplicas))
 	servicesPort := flag.Int("services-port", 8100, "first gRPC port of the other services, one each in name order; their metrics are on the same ports + "+strconv.Itoa(stack.MetricsOffset))
 	bin := flag.String("bin", "bin", "folder to build the binaries into")
@@ -64,7 +67,7 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int) e
 		return err
 	}
 	ports.Services = stack.PortsFrom(servicesPort, others)
-	fmt.Println("building the greeter, the health sidecar and the web frontend...")
+	fmt.Println("building the greeter, the health sidecar, the web frontend and the API gateway...")
 	if err := stack.Build(ctx, bin); err != nil {
 		return err
 	}
@@ -79,10 +82,12 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int) e
 	fmt.Printf(`
   The application is running. Open %[1]s
     JSON API:       %[1]s/greeter?name=Alice
+    API gateway:    curl -d '{"name":"Alice"}' %[6]s/greeter/Greeter.Hello
     health sidecar: %[2]s
     greeter gRPC:   %[3]s
-    metrics:        %[4]s %[5]s
-`, ports.URL(), ports.HealthURL(), ports.GreeterAddress(), ports.MetricsURL("web"), ports.MetricsURL("greeter"))
+    metrics:        %[4]s %[5]s %[7]s
+`, ports.URL(), ports.HealthURL(), ports.GreeterAddress(), ports.MetricsURL("web"), ports.MetricsURL("greeter"),
+		ports.APIURL(), ports.MetricsURL("api"))
 	for i, r := range ports.Replicas {
 		greeter, _ := stack.ReplicaName(i + 1)
 		fmt.Printf("    %-15s 127.0.0.1:%d (sidecar :%d, metrics :%d)\n", greeter+" gRPC:", r.GRPC, r.Health, r.Metrics)

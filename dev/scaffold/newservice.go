@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -30,6 +32,7 @@ const (
 	kustomization   = "deploy/base/kustomization.yaml"
 	networkPolicies = "deploy/components/network-policies/network-policies.yaml"
 	skaffoldYAML    = "skaffold.yaml"
+	config          = "deploy/base/config.json"
 )
 
 // generate writes the protobuf code of every package with the
@@ -148,6 +151,7 @@ func planService(root string, n names) ([]change, error) {
 		}},
 		{networkPolicies, func(s string) (string, error) { return addPolicies(s, r, n) }},
 		{skaffoldYAML, func(s string) (string, error) { return addArtifact(s, n) }},
+		{config, func(s string) (string, error) { return allowInGateway(s, r) }},
 	} {
 		data, err := os.ReadFile(filepath.Join(root, e.file))
 		if err != nil {
@@ -194,6 +198,24 @@ func addPolicies(s string, r *strings.Replacer, n names) (string, error) {
 	}
 	s = scrape.ReplaceAllString(s, "${1}, "+n.Name+"]")
 	return strings.TrimRight(s, "\n") + "\n---\n" + strings.Join(copies, "\n---\n") + "\n", nil
+}
+
+// allowInGateway puts the new service's endpoint on the API gateway's
+// allow-list, next to the greeter's: a service made by make new-service is
+// reachable through the gateway like the greeter.
+func allowInGateway(s string, r *strings.Replacer) (string, error) {
+	entry := regexp.MustCompile(`(?m)^(\s*)("` + template.Name + `": \[.*\])(,?)$`)
+	if len(entry.FindAllString(s, -1)) != 1 {
+		return "", fmt.Errorf("expected one line allowing the %s's endpoints", template.Name)
+	}
+	out := entry.ReplaceAllStringFunc(s, func(line string) string {
+		m := entry.FindStringSubmatch(line)
+		return m[1] + m[2] + ",\n" + m[1] + r.Replace(m[2]) + m[3]
+	})
+	if !json.Valid([]byte(out)) {
+		return "", errors.New("the edit would leave invalid JSON")
+	}
+	return out, nil
 }
 
 // addArtifact adds the service's image to skaffold.yaml, built like the

@@ -1,5 +1,6 @@
 // Package stack builds the application's binaries and runs them together on
-// loopback: the greeter, its health sidecar and the web frontend, wired as in
+// loopback: the greeter, its health sidecar, the web frontend and the API
+// gateway, wired as in
 // the cluster but with addresses instead of Kubernetes Services. `make run`
 // and the end-to-end tests both use it, so what is tested is what you run.
 package stack
@@ -32,6 +33,7 @@ var packages = []struct{ name, pkg string }{
 	{"greeter", "./services/greeter"},
 	{"health", "./health"},
 	{"web", "./web"},
+	{"api", "./api"},
 }
 
 // ServicesDir holds a folder per go-micro service, relative to the root.
@@ -60,9 +62,9 @@ const StopTimeout = 15 * time.Second
 
 // Ports are the loopback ports the processes listen on.
 type Ports struct {
-	Greeter, Health, Web int
-	// Prometheus metrics of the greeter and the web frontend.
-	GreeterMetrics, WebMetrics int
+	Greeter, Health, Web, API int
+	// Prometheus metrics of the greeter, the web frontend and the gateway.
+	GreeterMetrics, WebMetrics, APIMetrics int
 	// Replicas are more replicas of the greeter, each with its own health
 	// sidecar: the web balances its calls over all of them, as it does
 	// over a headless Service's pods. They run as greeter-2, health-2, ...
@@ -120,7 +122,7 @@ func (p Ports) ServiceAddress(name string) string {
 
 // MetricsURL is where one process serves its metrics.
 func (p Ports) MetricsURL(name string) string {
-	port := map[string]int{"greeter": p.GreeterMetrics, "web": p.WebMetrics}[name]
+	port := map[string]int{"greeter": p.GreeterMetrics, "web": p.WebMetrics, "api": p.APIMetrics}[name]
 	if sp, ok := p.Services[name]; ok {
 		port = sp.Metrics
 	}
@@ -129,6 +131,9 @@ func (p Ports) MetricsURL(name string) string {
 
 // URL is the web frontend's address.
 func (p Ports) URL() string { return "http://" + loopback(p.Web) }
+
+// APIURL is the API gateway's address.
+func (p Ports) APIURL() string { return "http://" + loopback(p.API) }
 
 // HealthURL is the sidecar's health check.
 func (p Ports) HealthURL() string { return "http://" + loopback(p.Health) + "/health" }
@@ -229,7 +234,7 @@ const ConfigFile = "deploy/base/config.json"
 type Options struct {
 	Bin        string    // the folder of the binaries (see Build)
 	Ports      Ports     // where each listens
-	ConfigFile string    // the greeter's and the web's configuration
+	ConfigFile string    // the configuration of them all
 	Out        io.Writer // their output, a line at a time behind their name
 	// Restart starts again, after a backoff, a process that exits by
 	// itself, as the kubelet restarts a container; off, it stays down.
@@ -243,15 +248,16 @@ type Options struct {
 // generous bound of the Go runtime's own, for a developer's machine.
 const MemoryLimit = 256 << 20
 
-// Start runs the binaries and returns once the web frontend and the sidecar
-// answer their health checks.
+// Start runs the binaries and returns once the web frontend, the gateway and
+// the sidecar answer their health checks.
 func Start(ctx context.Context, o Options) (*Stack, error) {
 	ports := o.Ports
 	s := &Stack{
 		Ports: ports,
 		dir:   o.Bin,
 		args: map[string][]string{
-			"web": {"--server_address=" + loopback(ports.Web), "--metrics_address=" + loopback(ports.WebMetrics), "--config_file=" + o.ConfigFile},
+			"web": serviceArgs(loopback(ports.Web), loopback(ports.WebMetrics), o.ConfigFile),
+			"api": serviceArgs(loopback(ports.API), loopback(ports.APIMetrics), o.ConfigFile),
 		},
 		bins:    map[string]string{},
 		common:  o.Env,
@@ -286,8 +292,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.order = append(s.order, name)
 		pinned = append(pinned, name+"="+loopback(p.GRPC))
 	}
-	s.order = append(append(s.order, sidecars...), "web")
-	s.env["web"] = []string{k8s.EnvAddresses + "=" + strings.Join(pinned, ",")}
+	s.order = append(append(s.order, sidecars...), "web", "api")
+	for _, caller := range []string{"web", "api"} {
+		s.env[caller] = []string{k8s.EnvAddresses + "=" + strings.Join(pinned, ",")}
+	}
 	for _, name := range s.order {
 		if err := s.start(name); err != nil {
 			s.Stop()
@@ -301,7 +309,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	return s, nil
 }
 
-// serviceArgs are the flags of a go-micro service of the stack.
+// serviceArgs are the flags of a go-micro service, web or gRPC, of the stack.
 func serviceArgs(addr, metrics, config string) []string {
 	return []string{"--server_address=" + addr, "--metrics_address=" + metrics, "--config_file=" + config}
 }
@@ -404,7 +412,7 @@ func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
 		}
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
-	urls := []string{s.Ports.HealthURL(), s.Ports.URL() + "/health"}
+	urls := []string{s.Ports.HealthURL(), s.Ports.URL() + "/health", s.Ports.APIURL() + "/health"}
 	for _, r := range s.Ports.Replicas {
 		urls = append(urls, "http://"+loopback(r.Health)+"/health")
 	}
@@ -513,8 +521,8 @@ func (s *Stack) Wait(name string, limit time.Duration) error {
 	}
 }
 
-// Stop sends SIGTERM to each process, callers before callees (web, the
-// sidecar, the other services, the greeter), waits for it to exit, and kills
+// Stop sends SIGTERM to each process, callers before callees (the gateway,
+// web, the sidecar, the other services, the greeter), waits for it to exit, and kills
 // it if it is still running after StopTimeout. It returns once all have
 // exited.
 func (s *Stack) Stop() {

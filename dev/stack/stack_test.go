@@ -2,8 +2,13 @@ package stack
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net"
+	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +19,8 @@ import (
 
 // TestEveryServiceRuns builds and starts the stack with every service of
 // services/ (the greeter, and each one make new-service added), each on free
-// ports, and asks each for its gRPC health: what make run starts.
+// ports, asks each for its gRPC health, and calls every endpoint the
+// configuration allows through the API gateway: what make run starts.
 func TestEveryServiceRuns(t *testing.T) {
 	ctx := t.Context()
 	root, err := Root(ctx)
@@ -29,7 +35,7 @@ func TestEveryServiceRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t),
+	ports := Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), API: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t), APIMetrics: freePort(t),
 		Services: map[string]ServicePorts{}}
 	for _, name := range others {
 		ports.Services[name] = ServicePorts{GRPC: freePort(t), Metrics: freePort(t)}
@@ -50,6 +56,33 @@ func TestEveryServiceRuns(t *testing.T) {
 		conn.Close()
 		if err != nil || rsp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("%s at %s: gRPC health %v, %v; want SERVING", name, ports.ServiceAddress(name), rsp, err)
+		}
+	}
+	config, err := os.ReadFile(filepath.Join(root, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		API struct{ Allow map[string][]string }
+	}
+	if err := json.Unmarshal(config, &c); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append([]string{"greeter"}, others...) {
+		if len(c.API.Allow[name]) == 0 {
+			t.Errorf("%s: the API gateway allows none of its endpoints", name)
+		}
+		for _, endpoint := range c.API.Allow[name] {
+			url := ports.APIURL() + "/" + name + "/" + endpoint
+			rsp, err := http.Post(url, "application/json", strings.NewReader(`{"name":"x"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(rsp.Body)
+			rsp.Body.Close()
+			if rsp.StatusCode != http.StatusOK {
+				t.Errorf("POST %s: %d %s, want 200", url, rsp.StatusCode, body)
+			}
 		}
 	}
 	t.Logf("running: greeter and %v", others)

@@ -197,7 +197,15 @@ type answer struct {
 }
 
 func get(ctx context.Context, url string) (answer, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	return do(ctx, http.MethodGet, url, "")
+}
+
+func post(ctx context.Context, url, body string) (answer, error) {
+	return do(ctx, http.MethodPost, url, body)
+}
+
+func do(ctx context.Context, method, url, body string) (answer, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
 		return answer{}, err
 	}

@@ -68,7 +68,7 @@ func checkMakeRun(t *testing.T, dir string) {
 	t.Helper()
 	ports := map[string]int{}
 	var flags []string
-	for _, name := range []string{"web-port", "greeter-port", "health-port", "greeter-metrics-port", "web-metrics-port"} {
+	for _, name := range []string{"web-port", "greeter-port", "health-port", "greeter-metrics-port", "web-metrics-port", "api-port", "api-metrics-port"} {
 		ports[name] = freePort(t)
 		flags = append(flags, "-"+name+"="+strconv.Itoa(ports[name]))
 	}

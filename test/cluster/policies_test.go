@@ -40,13 +40,13 @@ type route struct {
 }
 
 // TestNetworkPolicies deploys the network-policies profile (alone, and with
-// loadgen) and checks a matrix of paths with real traffic from pods: without
+// loadgen and api) and checks a matrix of paths with real traffic from pods: without
 // an enforcer, every denied path is open (so the check can fail); with
 // kube-router's, every allowed path is open and every denied one refused,
 // and the application still answers. Not in parallel: the enforcer starts
 // before the other tests' namespaces, which then run under it.
 func TestNetworkPolicies(t *testing.T) {
-	cases := map[string][]string{"policies": {"network-policies"}, "policies-loadgen": {"network-policies", "loadgen"}}
+	cases := map[string][]string{"policies": {"network-policies"}, "policies-loadgen-api": {"network-policies", "loadgen", "api"}}
 	for _, ns := range []string{elsewhereNamespace, monitoringNamespace} {
 		createNamespace(t, ns)
 		t.Cleanup(func() { deleteNamespace(ns) })
@@ -62,7 +62,7 @@ func TestNetworkPolicies(t *testing.T) {
 		if _, err := eventually(t.Context(), time.Minute, func(ctx context.Context) error { return appReady(ctx, ns) }); err != nil {
 			t.Fatal(err)
 		}
-		matrix = append(matrix, paths(t, ns, prometheus, slices.Contains(profiles, "loadgen"))...)
+		matrix = append(matrix, paths(t, ns, prometheus, profiles)...)
 	}
 
 	open := tryAll(t.Context(), matrix)
@@ -123,10 +123,10 @@ func TestNetworkPolicies(t *testing.T) {
 }
 
 // paths is the matrix of one namespace: from a pod with no app labels
-// (stranger), from twins carrying the web's and the load generator's labels
-// (never Ready, so no Service routes to them), from a twin of the web in
-// another namespace, and from the Prometheus stand-in.
-func paths(t *testing.T, ns string, prometheus corev1.Pod, loadgen bool) []route {
+// (stranger), from twins carrying the web's, the load generator's and the
+// gateway's labels (never Ready, so no Service routes to them), from a twin
+// of the web in another namespace, and from the Prometheus stand-in.
+func paths(t *testing.T, ns string, prometheus corev1.Pod, profiles []string) []route {
 	t.Helper()
 	app := func(name string) map[string]string {
 		return map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "micro-on-kubernetes"}
@@ -167,13 +167,28 @@ func paths(t *testing.T, ns string, prometheus corev1.Pod, loadgen bool) []route
 		dial(prometheus, "prometheus", "greeter:grpc", at(greeter, 8080), false),
 		dial(prometheus, "prometheus", "greeter:health", at(greeter, 8081), false),
 	}
-	if loadgen {
+	if slices.Contains(profiles, "loadgen") {
 		twinLoadgen := netcheck(t, ns, "twin-loadgen", app("loadgen"))
 		m = append(m,
 			dial(twinLoadgen, "loadgen", "web:http", at(web, 8080), true),
 			resolve(twinLoadgen, "loadgen", true),
 			dial(twinLoadgen, "loadgen", "greeter:grpc", at(greeter, 8080), false),
 			dial(twinLoadgen, "loadgen", "web:metrics", at(web, 9090), false),
+		)
+	}
+	if slices.Contains(profiles, "api") {
+		twinAPI := netcheck(t, ns, "twin-api", app("api"))
+		api := livePods(t, ns, "api")[0].Status.PodIP
+		m = append(m,
+			dial(twinAPI, "api", "greeter:grpc", at(greeter, 8080), true),
+			resolve(twinAPI, "api", true),
+			dial(stranger, "stranger", "api:http", at(api, 8080), true),
+			dial(prometheus, "prometheus", "api:metrics", at(api, 9090), true),
+			dial(twinAPI, "api", "web:http", at(web, 8080), false),
+			dial(twinAPI, "api", "greeter:health", at(greeter, 8081), false),
+			dial(twinAPI, "api", "greeter:metrics", at(greeter, 9090), false),
+			dial(twinAPI, "api", "the API server", net.JoinHostPort(kube.NodeIP, "6443"), false),
+			dial(stranger, "stranger", "api:metrics", at(api, 9090), false),
 		)
 	}
 	return m

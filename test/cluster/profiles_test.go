@@ -141,6 +141,25 @@ var profileChecks = map[string]func(*testing.T, string){
 			t.Error("the network-policies profile made no NetworkPolicy")
 		}
 	},
+	// The API gateway calls the greeter by its Service's name for an
+	// endpoint on its allow-list, and hides the greeter's own endpoints.
+	"api": func(t *testing.T, ns string) {
+		url := serviceURL("api", ns) + "/greeter/Greeter.Hello"
+		took, err := eventually(t.Context(), 5*time.Second, func(ctx context.Context) error {
+			a, err := post(ctx, url, `{"name":"Node"}`)
+			if err == nil && (a.status != 200 || a.body != `{"message":"Hello Node"}`) {
+				err = fmt.Errorf("%d %s", a.status, a.body)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("POST %s {\"name\":\"Node\"}, want 200 {\"message\":\"Hello Node\"}: %v", url, err)
+		}
+		t.Logf("the gateway answered Hello Node %s after every pod was Ready", took.Round(time.Millisecond))
+		if a, err := post(t.Context(), serviceURL("api", ns)+"/greeter/Debug.Health", `{}`); err != nil || a.status != 404 {
+			t.Errorf("POST /greeter/Debug.Health through the gateway: %v %v, want 404", a, err)
+		}
+	},
 	// The load generator's requests reach the greeter: its metrics count
 	// them, rising while the test itself sends nothing.
 	"loadgen": func(t *testing.T, ns string) {

@@ -59,7 +59,7 @@ func startStackWith(t *testing.T, configFile string, out ...io.Writer) *stack.St
 // of the greeter.
 func freePorts(t *testing.T, replicas int) stack.Ports {
 	t.Helper()
-	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t)}
+	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), API: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t), APIMetrics: freePort(t)}
 	for range replicas - 1 {
 		ports.Replicas = append(ports.Replicas, stack.ReplicaPorts{GRPC: freePort(t), Metrics: freePort(t), Health: freePort(t)})
 	}

@@ -42,7 +42,7 @@ func TestLocalRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t)}
+	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), API: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t), APIMetrics: freePort(t)}
 	bin := filepath.Join(dir, "bin")
 	cmd := exec.CommandContext(ctx, runner,
 		"-bin", bin,
@@ -51,6 +51,8 @@ func TestLocalRun(t *testing.T) {
 		"-health-port", strconv.Itoa(ports.Health),
 		"-greeter-metrics-port", strconv.Itoa(ports.GreeterMetrics),
 		"-web-metrics-port", strconv.Itoa(ports.WebMetrics),
+		"-api-port", strconv.Itoa(ports.API),
+		"-api-metrics-port", strconv.Itoa(ports.APIMetrics),
 		"-services-port", strconv.Itoa(freePortRun(t, len(others))))
 	cmd.Dir = root
 	out, w := io.Pipe()
@@ -88,8 +90,11 @@ func TestLocalRun(t *testing.T) {
 		t.Fatalf("GET /greeter through make run's stack: %d %s", a.status, a.body)
 	}
 	children := processesIn(t, bin)
-	if len(children) != 3+len(others) {
-		t.Fatalf("running from %s: %v, want greeter, health, web and %v", bin, children, others)
+	if a := get(t, "POST", ports.APIURL()+"/greeter/Greeter.Hello"); a.status != 400 {
+		t.Fatalf("POST an empty request through make run's gateway: %d %s, want the greeter's 400", a.status, a.body)
+	}
+	if len(children) != 4+len(others) {
+		t.Fatalf("running from %s: %v, want greeter, health, web, api and %v", bin, children, others)
 	}
 
 	// The greeter dies: the runner says why and starts it again, and the
