@@ -11,8 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 
 	"github.com/urfave/cli/v2"
 	"go-micro.dev/v6/web"
@@ -26,25 +24,7 @@ const serviceName = "api"
 
 const flagCallTimeout = "call_timeout"
 
-func main() {
-	if k8s.PrintVersion(os.Stdout, serviceName, os.Args[1:]) {
-		return
-	}
-	flushLog, err := k8s.SetupLogging()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	defer flushLog()
-	if err := k8s.SetMemoryLimit(); err != nil {
-		slog.Error("memory limit", "err", err)
-		os.Exit(2)
-	}
-	if err := run(); err != nil {
-		slog.Error("API gateway stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { k8s.Main(serviceName, run) }
 
 func run() error {
 	flushTraces, err := k8s.SetupTracing(context.Background(), serviceName)

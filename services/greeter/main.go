@@ -7,8 +7,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 
 	"go-micro.dev/v6"
 
@@ -17,25 +15,7 @@ import (
 	"github.com/micro/kubernetes/services/greeter/handler"
 )
 
-func main() {
-	if k8s.PrintVersion(os.Stdout, greeterv1.ServiceName, os.Args[1:]) {
-		return
-	}
-	flushLog, err := k8s.SetupLogging()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	defer flushLog()
-	if err := k8s.SetMemoryLimit(); err != nil {
-		slog.Error("memory limit", "err", err)
-		os.Exit(2)
-	}
-	if err := run(); err != nil {
-		slog.Error("greeter stopped", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { k8s.Main(greeterv1.ServiceName, run) }
 
 func run() error {
 	flushTraces, err := k8s.SetupTracing(context.Background(), greeterv1.ServiceName)

@@ -14,6 +14,7 @@ func TestHelpListsTheFlagsAndExits(t *testing.T) {
 		"greeter": {"--server_address", "--selector"},
 		"health":  {"--health_address", "--health_timeout", "--server_name", "--server_address"},
 		"web":     {"--server_address", "--greeter_timeout"},
+		"api":     {"--server_address", "--call_timeout", "--config_file"},
 	}
 	for name, flags := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -33,7 +34,7 @@ func TestHelpListsTheFlagsAndExits(t *testing.T) {
 // The binaries here are not stamped (make build and the images are), so
 // they say "dev"; and --help lists the flag.
 func TestVersionIsPrintedAndExits(t *testing.T) {
-	for _, name := range []string{"greeter", "health", "web"} {
+	for _, name := range []string{"greeter", "health", "web", "api"} {
 		t.Run(name, func(t *testing.T) {
 			out, err := runFor(t, 10*time.Second, name, "--version")
 			if err != nil {
@@ -59,6 +60,7 @@ func TestBadConfigurationFailsWithAMessage(t *testing.T) {
 		{"health", nil, "--server_name (MICRO_SERVER_NAME) is required"},
 		{"health", []string{"--server_name=greeter", "--health_timeout=0s"}, "must be positive"},
 		{"web", []string{"--greeter_timeout=-1s"}, "must be positive"},
+		{"api", []string{"--call_timeout=0s"}, "must be positive"},
 		{"greeter", []string{"--selector=nope"}, "Selector nope not found"},
 	}
 	for _, c := range cases {
