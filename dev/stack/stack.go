@@ -321,7 +321,7 @@ func (s *Stack) start(name string) error {
 	}
 	cmd := exec.Command(filepath.Join(s.dir, bin), s.args[name]...)
 	cmd.Env = append(append(append(os.Environ(), k8s.EnvMemoryLimit+"="+strconv.Itoa(MemoryLimit)), s.common...), s.env[name]...)
-	width := 7 // the longest of greeter, health and web
+	width := 7 // the longest of greeter, health, web and api
 	for _, n := range s.order {
 		width = max(width, len(n))
 	}
