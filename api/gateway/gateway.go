@@ -155,7 +155,8 @@ func (g *server) call(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(rsp)
+	// Ended by a newline, as every other JSON body here (json.Encoder's).
+	_, _ = w.Write(append(rsp, '\n'))
 }
 
 // forward makes the call as go-micro's `micro api` does: the body goes as

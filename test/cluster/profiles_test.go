@@ -147,7 +147,7 @@ var profileChecks = map[string]func(*testing.T, string){
 		url := serviceURL("api", ns) + "/greeter/Greeter.Hello"
 		took, err := eventually(t.Context(), 5*time.Second, func(ctx context.Context) error {
 			a, err := post(ctx, url, `{"name":"Node"}`)
-			if err == nil && (a.status != 200 || a.body != `{"message":"Hello Node"}`) {
+			if err == nil && (a.status != 200 || a.body != "{\"message\":\"Hello Node\"}\n") {
 				err = fmt.Errorf("%d %s", a.status, a.body)
 			}
 			return err
