@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -361,9 +362,13 @@ func testsStage(run func(ctx context.Context, c *Cluster) int) int {
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(signals)
 	starting := make(chan struct{})
+	// Set before the context is cancelled: run may return (0) as soon as
+	// it is, and the exit code must still say the run was interrupted.
+	var interrupted atomic.Bool
 	go func() {
 		s := <-signals
 		fmt.Fprintf(os.Stderr, "%v: stopping the cluster\n", s)
+		interrupted.Store(true)
 		cancel() // a start in progress gives up
 		<-starting
 		stopCluster()
@@ -375,12 +380,17 @@ func testsStage(run func(ctx context.Context, c *Cluster) int) int {
 	cluster = c
 	mu.Unlock()
 	close(starting)
-	defer stopCluster()
+	code := 1
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the cluster:", err)
-		return 1
+	} else {
+		code = run(ctx, c)
 	}
-	return run(ctx, c)
+	stopCluster()
+	if interrupted.Load() {
+		return 130
+	}
+	return code
 }
 
 // FreshEnv is this process's environment without the stages' variables:
