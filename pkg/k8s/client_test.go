@@ -25,10 +25,7 @@ func TestCallsSpreadOverEveryAddress(t *testing.T) {
 			}
 		}
 		svc := NewService("greeter", micro.Address("127.0.0.1:0"), micro.WrapHandler(count))
-		if err := svc.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = svc.Stop() })
+		serve(t, svc)
 		addrs += ",greeter=" + svc.Server().Options().Address
 	}
 	t.Setenv(EnvAddresses, addrs[1:])

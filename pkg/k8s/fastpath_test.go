@@ -10,9 +10,7 @@ import (
 	debugpb "go-micro.dev/v6/debug/proto"
 	merrors "go-micro.dev/v6/errors"
 	"go-micro.dev/v6/server"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -56,16 +54,9 @@ func TestUnaryCallsKeepGoMicrosBehaviour(t *testing.T) {
 	if fast, ok := svc.Server().(*fastServer); !ok || fast.lookup("Faults", "Echo") == nil {
 		t.Fatal("the handler's methods did not get the short path")
 	}
-	if err := svc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
+	serve(t, svc)
 	addr := svc.Server().Options().Address
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dial(t, addr)
 	call := func(method string) (*debugpb.HealthResponse, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -84,7 +75,7 @@ func TestUnaryCallsKeepGoMicrosBehaviour(t *testing.T) {
 	// go-micro's client gets its own error back, detail and code.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = NewClient().Call(ctx, NewClient().NewRequest("faults", "Faults.Bad", &debugpb.HealthRequest{}), &debugpb.HealthResponse{}, client.WithAddress(addr))
+	err := NewClient().Call(ctx, NewClient().NewRequest("faults", "Faults.Bad", &debugpb.HealthRequest{}), &debugpb.HealthResponse{}, client.WithAddress(addr))
 	if merr := merrors.FromError(err); merr.Code != 400 || merr.Detail != "bad input" {
 		t.Errorf("go-micro's client got %v, want 400 bad input", err)
 	}

@@ -115,10 +115,7 @@ func TestNewServiceCallerOptionsWin(t *testing.T) {
 
 func TestDebugHealthIsServed(t *testing.T) {
 	svc := NewService("greeter", micro.Address("127.0.0.1:0"))
-	if err := svc.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
+	serve(t, svc)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -215,22 +212,15 @@ func (rawCodec) Name() string                       { return "proto" }
 
 func TestUndecodableRequestIsInvalidArgument(t *testing.T) {
 	svc := NewService("greeter", micro.Address("127.0.0.1:0"))
-	if err := svc.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
-	cc, err := grpc.NewClient(svc.Server().Options().Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
-	}
-	defer cc.Close()
+	serve(t, svc)
+	cc := dial(t, svc.Server().Options().Address)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// HealthRequest field 1 (service, a string) holding the byte 0xff.
 	notUTF8 := []byte{0x0a, 0x01, 0xff}
 	var out []byte
-	err = cc.Invoke(ctx, "/greeter.Debug/Health", notUTF8, &out, grpc.ForceCodec(rawCodec{}))
+	err := cc.Invoke(ctx, "/greeter.Debug/Health", notUTF8, &out, grpc.ForceCodec(rawCodec{}))
 	if got := status.Code(err); got != codes.InvalidArgument {
 		t.Fatalf("code = %v (%v), want InvalidArgument", got, err)
 	}
@@ -245,10 +235,7 @@ func TestJSONRequests(t *testing.T) {
 	if err := svc.Server().Handle(svc.Server().NewHandler(Faults{})); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
+	serve(t, svc)
 	c := NewClient()
 	call := func(body string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -322,15 +309,8 @@ func TestNewClientDefaults(t *testing.T) {
 
 func TestStandardGRPCHealth(t *testing.T) {
 	svc := NewService("greeter", micro.Address("127.0.0.1:0"))
-	if err := svc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
-	cc, err := grpc.NewClient(svc.Server().Options().Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	serve(t, svc)
+	cc := dial(t, svc.Server().Options().Address)
 	health := healthpb.NewHealthClient(cc)
 	check := func(service string) (healthpb.HealthCheckResponse_ServingStatus, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -354,4 +334,31 @@ func TestStandardGRPCHealth(t *testing.T) {
 	if got, err := check(""); err != nil || got != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("stopping: Check = %v, %v; want NOT_SERVING", got, err)
 	}
+}
+
+// startStopper is a go-micro service, gRPC or web.
+type startStopper interface {
+	Start() error
+	Stop() error
+}
+
+// serve starts a service for the rest of the test.
+func serve(t *testing.T, svc startStopper) {
+	t.Helper()
+	if err := svc.Start(); err != nil {
+		t.Fatalf("starting the service: %v", err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+}
+
+// dial is a plain grpc-go client (no go-micro) of addr, for the rest of the
+// test.
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
 }

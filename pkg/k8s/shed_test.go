@@ -12,9 +12,7 @@ import (
 	"go-micro.dev/v6"
 	debugpb "go-micro.dev/v6/debug/proto"
 	"go-micro.dev/v6/web"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
@@ -40,15 +38,8 @@ func TestGRPCCallsBeyondTheBoundAreRefused(t *testing.T) {
 	if err := svc.Server().Handle(svc.Server().NewHandler(block)); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
-	cc, err := grpc.NewClient(svc.Server().Options().Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	serve(t, svc)
+	cc := dial(t, svc.Server().Options().Address)
 	call := func(method string, out any) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -69,7 +60,7 @@ func TestGRPCCallsBeyondTheBoundAreRefused(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()
-	err = call("/greeter.Block/Wait", &debugpb.HealthResponse{})
+	err := call("/greeter.Block/Wait", &debugpb.HealthResponse{})
 	if status.Code(err) != codes.ResourceExhausted || time.Since(start) > time.Second {
 		t.Fatalf("a call beyond the bound: %v after %s, want RESOURCE_EXHAUSTED at once", err, time.Since(start))
 	}
@@ -103,10 +94,7 @@ func TestHTTPRequestsBeyondTheBoundAreRefused(t *testing.T) {
 		close(entered)
 		<-release
 	})
-	if err := svc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
+	serve(t, svc)
 	base := "http://" + svc.Options().Address
 	done := make(chan error, 1)
 	go func() {

@@ -32,10 +32,7 @@ func TestRPCMetrics(t *testing.T) {
 	m := newTelemetry()
 	m.addr = "127.0.0.1:0"
 	svc := newService("greeter", m, micro.Address("127.0.0.1:0"))
-	if err := svc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
+	serve(t, svc)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for range 3 {
@@ -63,10 +60,7 @@ func TestHTTPMetrics(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
 	svc.Handle("/", mux)
-	if err := svc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
+	serve(t, svc)
 	for _, path := range []string{"/items/1", "/items/2", "/nothing"} {
 		rsp, err := http.Get("http://" + svc.Options().Address + path)
 		if err != nil {
