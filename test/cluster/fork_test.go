@@ -3,8 +3,8 @@ package cluster_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -66,11 +66,12 @@ func TestTrimmedFork(t *testing.T) {
 // and stops it.
 func checkMakeRun(t *testing.T, dir string) {
 	t.Helper()
+	names := []string{"web-port", "greeter-port", "health-port", "greeter-metrics-port", "web-metrics-port", "api-port", "api-metrics-port"}
 	ports := map[string]int{}
 	var flags []string
-	for _, name := range []string{"web-port", "greeter-port", "health-port", "greeter-metrics-port", "web-metrics-port", "api-port", "api-metrics-port"} {
-		ports[name] = freePort(t)
-		flags = append(flags, "-"+name+"="+strconv.Itoa(ports[name]))
+	for i, port := range freePorts(t, len(names)) {
+		ports[names[i]] = port
+		flags = append(flags, "-"+names[i]+"="+strconv.Itoa(port))
 	}
 	cmd := exec.CommandContext(t.Context(), "make", "run", "RUNFLAGS="+strings.Join(flags, " "))
 	cmd.Dir = dir
@@ -180,13 +181,23 @@ func runMay(dir, name string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// freePort is a port free on the namespace's loopback now.
-func freePort(t *testing.T) int {
+// freePorts are n different ports free on the namespace's loopback now.
+// They come from below the ephemeral range (32768-60999): make run binds
+// them only after it has built the binaries, and in that time the
+// cluster's own connections would take ports from that range.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(fmt.Errorf("find a free port: %w", err))
+	var ports []int
+	for p := 20000 + rand.IntN(10000); len(ports) < n && p < 32768; p++ {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		defer l.Close() // held until all are found, so none is taken twice
+		ports = append(ports, p)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	if len(ports) < n {
+		t.Fatalf("found %d free ports below 32768, want %d", len(ports), n)
+	}
+	return ports
 }

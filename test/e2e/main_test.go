@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -86,14 +85,16 @@ func startOptions(t *testing.T, o stack.Options) *stack.Stack {
 	return s
 }
 
+// freePort is a loopback port reserved until the test ends, after the
+// processes it started have stopped.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, release, err := stack.FreePort()
 	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Cleanup(release)
+	return port
 }
 
 // testWriter sends the processes' logs to the test's log, shown on failure.

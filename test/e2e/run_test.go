@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,17 +175,31 @@ func pidOf(t *testing.T, dir, name string) int {
 }
 
 // freePortRun returns a port p such that p to p+n-1, and the same ports
-// stack.MetricsOffset above, are free.
+// stack.MetricsOffset above, are reserved until the test ends.
 func freePortRun(t *testing.T, n int) int {
 	t.Helper()
 	for range 100 {
-		p, free := freePort(t), true
+		p, release, err := stack.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases, free := []func(){release}, true
 		for i := 0; i < n && free; i++ {
 			for _, port := range []int{p + i, p + i + stack.MetricsOffset} {
-				l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-				if free = free && err == nil; err == nil {
-					l.Close()
+				if port == p {
+					continue
 				}
+				release, err := stack.Reserve(port)
+				if free = free && err == nil; err == nil {
+					releases = append(releases, release)
+				}
+			}
+		}
+		for _, release := range releases {
+			if free {
+				t.Cleanup(release)
+			} else {
+				release()
 			}
 		}
 		if free {
