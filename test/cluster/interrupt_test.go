@@ -70,9 +70,18 @@ func TestInterrupt(t *testing.T) {
 	if len(inits) != 1 {
 		t.Fatalf("the child's host stage has children %v, want the one first process of its namespaces", inits)
 	}
+	// Each is held open until the test ends: a namespace's id is freed with
+	// it and given to the next one made, and a container the other tests'
+	// cluster starts would then be "in the child's namespaces".
 	namespaces := map[string]string{}
 	for _, ns := range []string{"pid", "net", "mnt"} {
-		if namespaces[ns], err = os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", inits[0], ns)); err != nil {
+		path := fmt.Sprintf("/proc/%d/ns/%s", inits[0], ns)
+		held, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		if namespaces[ns], err = os.Readlink(path); err != nil {
 			t.Fatal(err)
 		}
 	}
