@@ -205,6 +205,10 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdURL string) error {
 		// reach the kubelet (logs, exec), and finds nothing.
 		"--kubelet-preferred-address-types=InternalIP",
 		"--enable-priority-and-fairness=false",
+		// Without it a stop waits for open watches (CoreDNS's, say, whose
+		// pod outlives the kubelet) up to the 60 s request timeout, past
+		// the 10 s a process is given: it ends them instead.
+		"--shutdown-watch-termination-grace-period=2s",
 	)
 	if err != nil {
 		return err
