@@ -148,6 +148,13 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		{"a policy that selects nothing", checkNetworkPolicies, func(o *Objects, _ *Code) {
 			o.NetworkPolicies[0].Spec.PodSelector.MatchLabels = map[string]string{"app.kubernetes.io/name": "nothing"}
 		}},
+		{"an egress rule naming a port some of its peers do not name", checkNetworkPolicies, func(o *Objects, _ *Code) {
+			for i := range o.NetworkPolicies {
+				if o.NetworkPolicies[i].Name == "api" {
+					delete(o.NetworkPolicies[i].Spec.Egress[0].To[0].PodSelector.MatchLabels, "app.kubernetes.io/component")
+				}
+			}
+		}},
 		{"a policy allowing a port no pod names", checkNetworkPolicies, func(o *Objects, _ *Code) {
 			for i := range o.NetworkPolicies {
 				if len(o.NetworkPolicies[i].Spec.Ingress) > 0 {

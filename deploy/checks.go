@@ -574,29 +574,64 @@ func checkNetworkPolicies(o Objects, _ Code) error {
 			errs = append(errs, fmt.Errorf("NetworkPolicy %s: %w", np.Name, err))
 			continue
 		}
-		var pods []corev1.PodSpec
+		var pods []appsv1.Deployment
 		for _, d := range o.Deployments {
 			if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-				pods = append(pods, d.Spec.Template.Spec)
+				pods = append(pods, d)
 			}
 		}
 		if len(pods) == 0 {
 			errs = append(errs, fmt.Errorf("NetworkPolicy %s selects no pod", np.Name))
 		}
 		for _, rule := range np.Spec.Ingress {
-			for _, p := range rule.Ports {
-				if p.Port == nil || p.Port.Type != intstr.String {
-					continue
+			errs = append(errs, namedPorts(np.Name, "into", rule.Ports, pods))
+		}
+		// A named port in an egress rule must be named by every pod the
+		// rule lets through, too: kube-router v2.1.0 resolves it over all of
+		// them, and a pod without it widened the rule (the gateway, allowed
+		// the services' grpc port, reached the web's 8080).
+		for _, rule := range np.Spec.Egress {
+			var peers []appsv1.Deployment
+			for _, d := range o.Deployments {
+				if egressTo(rule.To, d) {
+					peers = append(peers, d)
 				}
-				for _, pod := range pods {
-					if _, _, ok := resolvePort(pod, *p.Port); !ok {
-						errs = append(errs, fmt.Errorf("NetworkPolicy %s allows port %q, which a selected pod does not name", np.Name, p.Port.StrVal))
-					}
-				}
+			}
+			errs = append(errs, namedPorts(np.Name, "to", rule.Ports, peers))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// namedPorts says which of ports, by name, a Deployment's pods do not name.
+func namedPorts(policy, direction string, ports []networkingv1.NetworkPolicyPort, ds []appsv1.Deployment) error {
+	var errs []error
+	for _, p := range ports {
+		if p.Port == nil || p.Port.Type != intstr.String {
+			continue
+		}
+		for _, d := range ds {
+			if _, _, ok := resolvePort(d.Spec.Template.Spec, *p.Port); !ok {
+				errs = append(errs, fmt.Errorf("NetworkPolicy %s allows port %q %s %s, whose pods do not name it", policy, p.Port.StrVal, direction, d.Name))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// egressTo says whether an egress rule's peers include the Deployment's
+// pods in the policy's namespace (a rule with no peers reaches every pod).
+func egressTo(peers []networkingv1.NetworkPolicyPeer, d appsv1.Deployment) bool {
+	if len(peers) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(peers, func(p networkingv1.NetworkPolicyPeer) bool {
+		if p.PodSelector == nil || p.NamespaceSelector != nil || p.IPBlock != nil {
+			return false
+		}
+		s, err := metav1.LabelSelectorAsSelector(p.PodSelector)
+		return err == nil && s.Matches(labels.Set(d.Spec.Template.Labels))
+	})
 }
 
 // checkPolicyPaths requires that the network policies let each caller
