@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -45,5 +44,5 @@ func FreePort() (port int, release func(), err error) {
 			return port, release, nil
 		}
 	}
-	return 0, nil, errors.New("no free loopback port between " + strconv.Itoa(firstFree) + " and " + strconv.Itoa(lastFree))
+	return 0, nil, fmt.Errorf("no free loopback port from %d to %d", firstFree, lastFree-1)
 }

@@ -117,12 +117,17 @@ type answer struct {
 
 func get(t *testing.T, method, rawURL string) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, rawURL, nil)
+	return send(t, method, rawURL, "")
+}
+
+// send makes one request with this body, and reads the whole answer.
+func send(t *testing.T, method, rawURL, body string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, rawURL, strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("request %s %s: %v", method, rawURL, err)
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	rsp, err := client.Do(req)
+	rsp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, rawURL, err)
 	}

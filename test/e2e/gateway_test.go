@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,25 +10,6 @@ import (
 
 	"github.com/micro/kubernetes/pkg/k8s"
 )
-
-// post sends body to the API gateway.
-func post(t *testing.T, method, rawURL, body string) answer {
-	t.Helper()
-	req, err := http.NewRequest(method, rawURL, strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("request %s %s: %v", method, rawURL, err)
-	}
-	rsp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, rawURL, err)
-	}
-	defer rsp.Body.Close()
-	b, err := io.ReadAll(rsp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading the body: %v", method, rawURL, err)
-	}
-	return answer{status: rsp.StatusCode, header: rsp.Header, body: string(b)}
-}
 
 // The gateway calls the real greeter over gRPC for the endpoints the
 // configuration allows, with the web's errors for the rest.
@@ -55,7 +34,7 @@ func TestAPIGateway(t *testing.T) {
 		{"POST", "/web/Greeter.Hello", `{}`, 404, "no such endpoint"},
 		{"GET", "/", ``, 404, "no such path"},
 	} {
-		a := post(t, c.method, url+c.path, c.body)
+		a := send(t, c.method, url+c.path, c.body)
 		if a.status != c.status || !strings.Contains(a.body, c.want) || a.header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s %s %.40q: %d %s %s, want %d JSON containing %q", c.method, c.path, c.body, a.status, a.header.Get("Content-Type"), a.body, c.status, c.want)
 		}
@@ -68,7 +47,7 @@ func TestAPIGateway(t *testing.T) {
 	if err := s.Wait("greeter", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if a := post(t, "POST", url+"/greeter/Greeter.Hello", `{"name":"Ada"}`); a.status != 503 || !strings.Contains(a.body, "unavailable") {
+	if a := send(t, "POST", url+"/greeter/Greeter.Hello", `{"name":"Ada"}`); a.status != 503 || !strings.Contains(a.body, "unavailable") {
 		t.Errorf("with the greeter down: %d %s, want 503", a.status, a.body)
 	}
 }
@@ -90,7 +69,7 @@ func TestAPIGatewayAllowListChangesWithoutARestart(t *testing.T) {
 		t.Helper()
 		var a answer
 		for deadline := time.Now().Add(3 * k8s.ConfigReloadInterval); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if a = post(t, "POST", s.Ports.APIURL()+"/greeter/Greeter.Hello", `{"name":"Ada"}`); a.status == status {
+			if a = send(t, "POST", s.Ports.APIURL()+"/greeter/Greeter.Hello", `{"name":"Ada"}`); a.status == status {
 				return
 			}
 		}
