@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"runtime/debug"
@@ -47,9 +49,9 @@ type fastServer struct {
 // unaryMethod is one method of a registered handler:
 // func(context.Context, *Request, *Response) error.
 type unaryMethod struct {
-	endpoint string // "Greeter.Hello"
-	fn       reflect.Value
-	req, rsp reflect.Type // what the pointers point to
+	endpoint string        // "Greeter.Hello"
+	fn, recv reflect.Value // the method's function, and the handler it is called on
+	req, rsp reflect.Type  // what the pointers point to
 	wrap     sync.Once
 	handle   server.HandlerFunc // fn through the handler wrappers
 	service  string             // the server's name, as go-micro gives it
@@ -81,7 +83,7 @@ func (s *fastServer) Handle(h server.Handler) error {
 			!ft.In(1).Implements(protoType) || !ft.In(2).Implements(protoType) {
 			continue // a stream, or not a method go-micro serves as unary
 		}
-		methods[t.Name] = &unaryMethod{endpoint: name + "." + t.Name, fn: m, req: ft.In(1).Elem(), rsp: ft.In(2).Elem()}
+		methods[t.Name] = &unaryMethod{endpoint: name + "." + t.Name, fn: t.Func, recv: v, req: ft.In(1).Elem(), rsp: ft.In(2).Elem()}
 	}
 	s.mu.Lock()
 	s.services[name] = methods
@@ -105,40 +107,108 @@ func (s *fastServer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 }
 
 // tap runs as a call arrives, before its stream exists, with the call's
-// headers as the transport read them: it makes the go-micro metadata of a
-// call it will serve from those, which saves copying them all from the
-// stream's context first (gRPC's FromIncomingContext copies every header).
+// headers as the transport read them: for a call it will serve, it makes
+// there what go-micro's server would make of them (see incoming), which
+// saves copying them all from the stream's context first (gRPC's
+// FromIncomingContext copies every header, and ValueFromIncomingContext
+// compares every one with a header the call lacks).
 func (s *fastServer) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if s.lookup(splitMethod(info.FullMethodName)) == nil {
 		return ctx, nil
 	}
-	md := make(meta.Metadata, len(info.Header)+1)
-	for k, v := range info.Header {
-		if len(v) == 1 {
-			md[k] = v[0]
-		} else {
-			md[k] = strings.Join(v, ", ")
-		}
-	}
-	return context.WithValue(ctx, tappedMetadata{}, md), nil
+	return context.WithValue(ctx, incomingKey{}, newIncoming(ctx, info.Header)), nil
 }
 
-// tappedMetadata keys the metadata tap made.
-type tappedMetadata struct{}
+// incoming is what go-micro's server makes of a call's headers: its
+// metadata (each header once, its values joined; the caller's address as
+// Remote), its content type and the go-micro client's timeout.
+type incoming struct {
+	md          meta.Metadata
+	contentType string
+	timeout     time.Duration // none if 0
+}
+
+type incomingKey struct{}
+
+// newIncoming makes the call's incoming from its headers and its context.
+func newIncoming(ctx context.Context, header gmetadata.MD) *incoming {
+	in := &incoming{md: make(meta.Metadata, len(header)+1), contentType: "application/grpc"}
+	for k, v := range header {
+		if len(v) == 1 {
+			in.md[k] = v[0]
+		} else {
+			in.md[k] = strings.Join(v, ", ")
+		}
+	}
+	if c, ok := in.md["x-content-type"]; ok {
+		in.contentType = c
+	}
+	if c, ok := in.md["content-type"]; ok {
+		in.contentType = c
+	}
+	// go-micro's client sends its request timeout besides gRPC's deadline;
+	// gRPC's is already on ctx, and usually the earlier.
+	if v, ok := in.md["timeout"]; ok {
+		t, err := strconv.ParseUint(v, 10, 63)
+		if d, ok := ctx.Deadline(); err == nil && (!ok || time.Until(d) > time.Duration(t)) {
+			in.timeout = time.Duration(t)
+		}
+	}
+	delete(in.md, "x-content-type")
+	delete(in.md, "timeout")
+	if p, ok := peer.FromContext(ctx); ok {
+		in.md["Remote"] = remoteAddr(p.Addr)
+	}
+	return in
+}
+
+// incomingHeader is a header of the call in ctx, its values joined.
+func incomingHeader(ctx context.Context, key string) (string, bool) {
+	if in, ok := ctx.Value(incomingKey{}).(*incoming); ok {
+		v, ok := in.md[key]
+		return v, ok
+	}
+	v := gmetadata.ValueFromIncomingContext(ctx, key)
+	return strings.Join(v, ", "), len(v) > 0
+}
+
+// remoteAddr is addr as net.TCPAddr's String writes it, in one allocation
+// instead of three.
+func remoteAddr(addr net.Addr) string {
+	if a, ok := addr.(*net.TCPAddr); ok {
+		if ap := a.AddrPort(); ap.Addr().IsValid() {
+			return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+		}
+	}
+	return addr.String()
+}
 
 // serve handles one unary call as go-micro's server does (server/grpc),
 // without its per-call overheads.
 func (s *fastServer) serve(ss grpc.ServerStream, m *unaryMethod) error {
 	m.wrap.Do(func() { s.wrapMethod(m) })
-	ctx, ct, cancel := s.callContext(ss.Context())
-	defer cancel()
+	in, ok := ss.Context().Value(incomingKey{}).(*incoming)
+	if !ok { // not tapped (its handler came after it): the headers from the stream
+		md, _ := gmetadata.FromIncomingContext(ss.Context())
+		in = newIncoming(ss.Context(), md)
+	}
+	ctx := meta.NewContext(ss.Context(), in.md)
+	if in.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, in.timeout)
+		defer cancel()
+	}
 
-	req := reflect.New(m.req).Interface()
-	if err := ss.RecvMsg(req); err != nil {
+	req := reflect.New(m.req).Interface().(proto.Message)
+	if unmarshal := unmarshalerFor(in.contentType); unmarshal != nil {
+		if err := receive(ss, unmarshal, req); err != nil {
+			return err
+		}
+	} else if err := ss.RecvMsg(req); err != nil {
 		return err
 	}
 	rsp := reflect.New(m.rsp).Interface()
-	r := &fastRequest{service: m.service, endpoint: m.endpoint, contentType: ct, body: req.(proto.Message)}
+	r := &fastRequest{service: m.service, endpoint: m.endpoint, contentType: in.contentType, body: req}
 	if err := m.handle(ctx, r, rsp); err != nil {
 		return grpcStatus(err)
 	}
@@ -157,7 +227,10 @@ func (s *fastServer) wrapMethod(m *unaryMethod) {
 				err = merrors.InternalServerError("go.micro.server", "panic recovered: %v", r)
 			}
 		}()
-		out := m.fn.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(req.Body()), reflect.ValueOf(rsp)})
+		// The method's function with its receiver, and the context as a
+		// context.Context rather than its concrete type, spare reflect an
+		// allocation and an interface check on every call.
+		out := m.fn.Call([]reflect.Value{m.recv, reflect.ValueOf(&ctx).Elem(), reflect.ValueOf(req.Body()), reflect.ValueOf(rsp)})
 		if e := out[0].Interface(); e != nil {
 			return e.(error)
 		}
@@ -167,40 +240,6 @@ func (s *fastServer) wrapMethod(m *unaryMethod) {
 		call = opts.HdlrWrappers[i-1](call)
 	}
 	m.handle = call
-}
-
-// callContext gives the handler what go-micro's server gives it: the
-// call's metadata as go-micro metadata (each header once, its values
-// joined), the caller's address as Remote, the go-micro client's timeout
-// header as a deadline; and returns the content type.
-func (s *fastServer) callContext(ctx context.Context) (context.Context, string, context.CancelFunc) {
-	md, ok := ctx.Value(tappedMetadata{}).(meta.Metadata)
-	if !ok { // a server without the tap: take them from the context
-		in, _ := gmetadata.FromIncomingContext(ctx)
-		md = make(meta.Metadata, len(in)+1)
-		for k, v := range in {
-			md[k] = strings.Join(v, ", ")
-		}
-	}
-	ct := "application/grpc"
-	if c, ok := md["x-content-type"]; ok {
-		ct = c
-	}
-	if c, ok := md["content-type"]; ok {
-		ct = c
-	}
-	timeout := md["timeout"]
-	delete(md, "x-content-type")
-	delete(md, "timeout")
-	if p, ok := peer.FromContext(ctx); ok {
-		md["Remote"] = p.Addr.String()
-	}
-	ctx = meta.NewContext(ctx, md)
-	if n, err := strconv.ParseUint(timeout, 10, 64); err == nil {
-		ctx, cancel := context.WithTimeout(ctx, time.Duration(n))
-		return ctx, ct, cancel
-	}
-	return ctx, ct, func() {}
 }
 
 // grpcStatus is the status a handler's error travels as, as go-micro's

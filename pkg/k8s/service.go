@@ -76,8 +76,9 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 		grpcserver.MaxMsgSize(MaxMessageSize),
 		grpcserver.Options(
 			// Refused before anything is read when too many are in
-			// flight; then undecodable requests are InvalidArgument.
-			grpc.ChainStreamInterceptor(m.shed.stream, refuseUndecodable, fast.stream),
+			// flight; then the short path; what it does not serve goes
+			// to go-micro, undecodable requests as InvalidArgument.
+			grpc.ChainStreamInterceptor(m.shed.stream, fast.stream, refuseUndecodable),
 			grpc.InTapHandle(fast.tap),
 			grpc.NumStreamWorkers(32),
 			// Clients resolve the service's name again when a connection

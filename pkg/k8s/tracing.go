@@ -3,7 +3,6 @@ package k8s
 import (
 	"context"
 	"fmt"
-	gmetadata "google.golang.org/grpc/metadata"
 	"log/slog"
 	"os"
 	"strings"
@@ -99,9 +98,9 @@ func traceCall(next client.CallFunc) client.CallFunc {
 
 // startServerSpan continues the trace the caller's metadata carries.
 func startServerSpan(ctx context.Context, endpoint string) (context.Context, trace.Span) {
-	// Asked of the call's gRPC metadata first, without a copy: go-micro's
+	// Asked of the call's headers first, without a copy: go-micro's
 	// FromContext copies every header, on every call, to find none.
-	if len(gmetadata.ValueFromIncomingContext(ctx, "traceparent")) > 0 {
+	if _, ok := incomingHeader(ctx, "traceparent"); ok {
 		if md, ok := metadata.FromContext(ctx); ok {
 			ctx = otel.GetTextMapPropagator().Extract(ctx, carrier(md))
 		}
