@@ -106,70 +106,68 @@ func (s *fastServer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	return s.serve(ss, m)
 }
 
-// tap runs as a call arrives, before its stream exists, with the call's
-// headers as the transport read them: for a call it will serve, it makes
-// there what go-micro's server would make of them (see incoming), which
-// saves copying them all from the stream's context first (gRPC's
+// tap runs as a call arrives, on its connection's reader, before its
+// stream exists: it keeps the call's headers as the transport read them,
+// for the handler's side to read without a copy (gRPC's
 // FromIncomingContext copies every header, and ValueFromIncomingContext
-// compares every one with a header the call lacks).
+// compares every one with a header the call lacks). It does no more: what
+// runs here delays every call on the connection.
 func (s *fastServer) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
-	if s.lookup(splitMethod(info.FullMethodName)) == nil {
-		return ctx, nil
-	}
-	return context.WithValue(ctx, incomingKey{}, newIncoming(ctx, info.Header)), nil
+	return context.WithValue(ctx, headersKey{}, info.Header), nil
 }
 
-// incoming is what go-micro's server makes of a call's headers: its
-// metadata (each header once, its values joined; the caller's address as
-// Remote), its content type and the go-micro client's timeout.
-type incoming struct {
-	md          meta.Metadata
-	contentType string
-	timeout     time.Duration // none if 0
-}
+type headersKey struct{}
 
-type incomingKey struct{}
-
-// newIncoming makes the call's incoming from its headers and its context.
-func newIncoming(ctx context.Context, header gmetadata.MD) *incoming {
-	in := &incoming{md: make(meta.Metadata, len(header)+1), contentType: "application/grpc"}
-	for k, v := range header {
-		if len(v) == 1 {
-			in.md[k] = v[0]
-		} else {
-			in.md[k] = strings.Join(v, ", ")
-		}
+// headers are the headers of the call in ctx, not to be changed.
+func headers(ctx context.Context) gmetadata.MD {
+	if h, ok := ctx.Value(headersKey{}).(gmetadata.MD); ok {
+		return h
 	}
-	if c, ok := in.md["x-content-type"]; ok {
-		in.contentType = c
-	}
-	if c, ok := in.md["content-type"]; ok {
-		in.contentType = c
-	}
-	// go-micro's client sends its request timeout besides gRPC's deadline;
-	// gRPC's is already on ctx, and usually the earlier.
-	if v, ok := in.md["timeout"]; ok {
-		t, err := strconv.ParseUint(v, 10, 63)
-		if d, ok := ctx.Deadline(); err == nil && (!ok || time.Until(d) > time.Duration(t)) {
-			in.timeout = time.Duration(t)
-		}
-	}
-	delete(in.md, "x-content-type")
-	delete(in.md, "timeout")
-	if p, ok := peer.FromContext(ctx); ok {
-		in.md["Remote"] = remoteAddr(p.Addr)
-	}
-	return in
+	h, _ := gmetadata.FromIncomingContext(ctx) // a server without the tap
+	return h
 }
 
 // incomingHeader is a header of the call in ctx, its values joined.
 func incomingHeader(ctx context.Context, key string) (string, bool) {
-	if in, ok := ctx.Value(incomingKey{}).(*incoming); ok {
-		v, ok := in.md[key]
-		return v, ok
+	v, ok := headers(ctx)[key]
+	return strings.Join(v, ", "), ok
+}
+
+// callContext gives the handler what go-micro's server gives it: the
+// call's headers as go-micro metadata (each once, its values joined; the
+// caller's address as Remote), and the go-micro client's request timeout,
+// a header, as a deadline; and returns the content type.
+func callContext(ctx context.Context) (context.Context, string, context.CancelFunc) {
+	h := headers(ctx)
+	md := make(meta.Metadata, len(h)+1)
+	for k, v := range h {
+		md[k] = strings.Join(v, ", ")
 	}
-	v := gmetadata.ValueFromIncomingContext(ctx, key)
-	return strings.Join(v, ", "), len(v) > 0
+	ct := "application/grpc"
+	if c, ok := md["x-content-type"]; ok {
+		ct = c
+	}
+	if c, ok := md["content-type"]; ok {
+		ct = c
+	}
+	// go-micro's client sends its request timeout as a header besides
+	// gRPC's deadline, which is already on ctx, and usually the earlier.
+	timeout, hasTimeout := time.Duration(0), false
+	if v, ok := md["timeout"]; ok {
+		t, err := strconv.ParseUint(v, 10, 63)
+		timeout, hasTimeout = time.Duration(t), err == nil
+	}
+	delete(md, "x-content-type")
+	delete(md, "timeout")
+	if p, ok := peer.FromContext(ctx); ok {
+		md["Remote"] = remoteAddr(p.Addr)
+	}
+	ctx = meta.NewContext(ctx, md)
+	if d, ok := ctx.Deadline(); hasTimeout && (!ok || time.Until(d) > timeout) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		return ctx, ct, cancel
+	}
+	return ctx, ct, func() {}
 }
 
 // remoteAddr is addr as net.TCPAddr's String writes it, in one allocation
@@ -187,20 +185,11 @@ func remoteAddr(addr net.Addr) string {
 // without its per-call overheads.
 func (s *fastServer) serve(ss grpc.ServerStream, m *unaryMethod) error {
 	m.wrap.Do(func() { s.wrapMethod(m) })
-	in, ok := ss.Context().Value(incomingKey{}).(*incoming)
-	if !ok { // not tapped (its handler came after it): the headers from the stream
-		md, _ := gmetadata.FromIncomingContext(ss.Context())
-		in = newIncoming(ss.Context(), md)
-	}
-	ctx := meta.NewContext(ss.Context(), in.md)
-	if in.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, in.timeout)
-		defer cancel()
-	}
+	ctx, ct, cancel := callContext(ss.Context())
+	defer cancel()
 
 	req := reflect.New(m.req).Interface().(proto.Message)
-	if unmarshal := unmarshalerFor(in.contentType); unmarshal != nil {
+	if unmarshal := unmarshalerFor(ct); unmarshal != nil {
 		if err := receive(ss, unmarshal, req); err != nil {
 			return err
 		}
@@ -208,7 +197,7 @@ func (s *fastServer) serve(ss grpc.ServerStream, m *unaryMethod) error {
 		return err
 	}
 	rsp := reflect.New(m.rsp).Interface()
-	r := &fastRequest{service: m.service, endpoint: m.endpoint, contentType: in.contentType, body: req}
+	r := &fastRequest{service: m.service, endpoint: m.endpoint, contentType: ct, body: req}
 	if err := m.handle(ctx, r, rsp); err != nil {
 		return grpcStatus(err)
 	}
