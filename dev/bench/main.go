@@ -19,8 +19,8 @@ import (
 func main() {
 	cfg := Config{}
 	flag.DurationVar(&cfg.Saturation, "saturation", 5*time.Second, "length of each saturation run")
-	flag.DurationVar(&cfg.Fixed, "fixed", 5*time.Second, "length of each fixed-rate run")
-	flag.IntVar(&cfg.Rounds, "rounds", 2, "saturation runs of each side, alternated")
+	flag.DurationVar(&cfg.Fixed, "fixed", 3*time.Second, "length of each fixed-rate run")
+	flag.IntVar(&cfg.Rounds, "rounds", 3, "saturation runs, and fixed-rate runs, of each side, alternated")
 	flag.IntVar(&cfg.Workers, "workers", 32, "requests in flight at saturation")
 	out := flag.String("out", "dev/bench/results", "folder for latest.json and latest.md")
 	flag.Parse()
