@@ -127,11 +127,31 @@ func freeAddr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
+// memoryEnv runs each side as the pods run: the project told its memory
+// limit (what `make run` tells it), from which pkg/k8s sets the runtime's
+// soft limit and the collector's pacing; the baseline given the same two by
+// Go's own variables. The comparison is of the code, not of the collectors'
+// settings. A GOGC or GOMEMLIMIT the bench runs with applies to both sides.
+func memoryEnv(side string) []string {
+	if side == "project" {
+		return []string{k8s.EnvMemoryLimit + "=" + strconv.Itoa(stack.MemoryLimit)}
+	}
+	var env []string
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		env = append(env, "GOGC="+strconv.Itoa(k8s.GCPercent))
+	}
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+		env = append(env, "GOMEMLIMIT="+strconv.Itoa(stack.MemoryLimit/100*k8s.MemoryLimitPercent))
+	}
+	return env
+}
+
 // start runs a binary and returns once ready answers true, with how long
 // that took.
 func (b *bench) start(name string, args, env []string, ready func() bool) (proc, time.Duration, error) {
 	cmd := exec.Command(filepath.Join(b.bin, name), args...)
-	cmd.Env = append(os.Environ(), env...)
+	side, _, _ := strings.Cut(name, "-")
+	cmd.Env = append(append(os.Environ(), memoryEnv(side)...), env...)
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {
 		return proc{}, 0, err
