@@ -90,7 +90,7 @@ fuzz: ## Fuzz each target for FUZZTIME (default 1m)
 	done
 
 .PHONY: bench
-bench: ## Measure the project against a plain gRPC baseline (~1 minute); writes dev/bench/results/latest.{json,md}
+bench: ## Measure the project against a plain gRPC baseline (~3 minutes); writes dev/bench/results/latest.{json,md}
 	$(call needs,dev/bench) go run ./dev/bench
 
 .PHONY: test-deps
