@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -112,7 +113,13 @@ func newRequester(target, rpc, name string, timeout time.Duration) (func(context
 		if err != nil {
 			return errors.Unwrap(err) // the cause, without the URL: fewer error kinds
 		}
-		defer rsp.Body.Close()
+		// Read to the end: a connection whose response is left unread is
+		// closed, not reused, and each request would pay a new one.
+		_, err = io.Copy(io.Discard, rsp.Body)
+		rsp.Body.Close()
+		if err != nil {
+			return errors.Unwrap(err)
+		}
 		if rsp.StatusCode != http.StatusOK {
 			return errors.New(rsp.Status)
 		}

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go-micro.dev/v6"
 
@@ -88,4 +91,33 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// The HTTP requester reuses its connections: a new one per request would
+// measure connection set-up, on both ends, instead of the target.
+func TestHTTPRequestsReuseTheirConnection(t *testing.T) {
+	var opened atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"message": "Hello"})
+	}))
+	srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	do, err := newRequester(srv.URL+"/greeter?name=x", "", "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if err := do(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("20 requests one after another opened %d connections, want 1", n)
+	}
 }

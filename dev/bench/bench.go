@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -272,7 +273,12 @@ func web(addr string) (func(context.Context) error, func()) {
 		if err != nil {
 			return err
 		}
+		// Read to the end, or the connection is closed, not reused.
+		_, err = io.Copy(io.Discard, rsp.Body)
 		rsp.Body.Close()
+		if err != nil {
+			return err
+		}
 		if rsp.StatusCode != http.StatusOK {
 			return fmt.Errorf("%s", rsp.Status)
 		}
