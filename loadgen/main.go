@@ -118,7 +118,7 @@ func newRequester(target, rpc, name string, timeout time.Duration) (func(context
 		_, err = io.Copy(io.Discard, rsp.Body)
 		rsp.Body.Close()
 		if err != nil {
-			return errors.Unwrap(err)
+			return err
 		}
 		if rsp.StatusCode != http.StatusOK {
 			return errors.New(rsp.Status)

@@ -121,3 +121,22 @@ func TestHTTPRequestsReuseTheirConnection(t *testing.T) {
 		t.Errorf("20 requests one after another opened %d connections, want 1", n)
 	}
 }
+
+// A response cut short is a failed request, not a served one.
+func TestHTTPResponseCutShortFails(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"message":`))
+		panic(http.ErrAbortHandler) // the connection is closed mid-body
+	}))
+	defer srv.Close()
+
+	do, err := newRequester(srv.URL+"/greeter?name=x", "", "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := do(t.Context()); err == nil {
+		t.Error("a body cut short after 11 of 100 bytes counted as served")
+	}
+}
