@@ -128,7 +128,8 @@ func TestHTTPResponseCutShortFails(t *testing.T) {
 		w.Header().Set("Content-Length", "100")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(`{"message":`))
-		panic(http.ErrAbortHandler) // the connection is closed mid-body
+		w.(http.Flusher).Flush()    // the status and the first bytes reach the client,
+		panic(http.ErrAbortHandler) // then the connection is closed mid-body
 	}))
 	defer srv.Close()
 
