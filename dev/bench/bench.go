@@ -142,7 +142,7 @@ func memoryEnv(side string) []string {
 		env = append(env, "GOGC="+strconv.Itoa(k8s.GCPercent))
 	}
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
-		env = append(env, "GOMEMLIMIT="+strconv.Itoa(stack.MemoryLimit/100*k8s.MemoryLimitPercent))
+		env = append(env, "GOMEMLIMIT="+strconv.FormatInt(k8s.SoftMemoryLimit(stack.MemoryLimit), 10))
 	}
 	return env
 }

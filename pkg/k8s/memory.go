@@ -50,10 +50,14 @@ func SetMemoryLimit() error {
 	if err != nil || limit <= 0 {
 		return fmt.Errorf("%s=%q: want the container's memory limit, a positive number of bytes", EnvMemoryLimit, v)
 	}
-	debug.SetMemoryLimit(limit / 100 * MemoryLimitPercent)
+	debug.SetMemoryLimit(SoftMemoryLimit(limit))
 	setGCPercent()
 	return nil
 }
+
+// SoftMemoryLimit is the Go runtime's memory limit for a container's
+// limit, both in bytes: MemoryLimitPercent of it.
+func SoftMemoryLimit(containerLimit int64) int64 { return containerLimit / 100 * MemoryLimitPercent }
 
 // setGCPercent paces the collector by GCPercent, unless GOGC is set (the
 // runtime has applied it already and it wins).
