@@ -25,6 +25,8 @@ import (
 	"go-micro.dev/v6/web"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 )
 
 const (
@@ -34,9 +36,6 @@ const (
 	// MaxMessageSize bounds a gRPC message either way (gRPC's default is 4 MiB
 	// in and unbounded out); a larger one fails with ResourceExhausted.
 	MaxMessageSize = 1 << 20
-	// MaxHeaderBytes bounds an HTTP request's line and headers; a larger one
-	// gets 431.
-	MaxHeaderBytes = 64 << 10
 	// ConnectionMaxAge ends a server's connections after about this long
 	// (gRPC adds up to 10% either way), so that clients resolve the service
 	// again and spread over pods that have come since: with
@@ -170,7 +169,7 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 		web.Version(version),
 		web.Address(DefaultAddress()),
 		web.MicroService(newService(name, m)),
-		web.Server(newHTTPServer()),
+		web.Server(httpapi.NewServer()),
 		web.BeforeStart(logStart(name)),
 		web.BeforeStart(m.start),
 		web.AfterStop(m.stop),
@@ -245,18 +244,6 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
-}
-
-// newHTTPServer bounds every phase of a request, so a slow or hostile client
-// cannot hold a connection (or a goroutine) forever.
-func newHTTPServer() *http.Server {
-	return &http.Server{
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    MaxHeaderBytes,
-	}
 }
 
 // newDebugHandler returns a handler that the server registers as "Debug",

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/micro/kubernetes/pkg/k8s"
+	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
 )
 
@@ -401,9 +402,9 @@ func TestOversizedInputs(t *testing.T) {
 	})
 	t.Run("a name past the header limit gets 431", func(t *testing.T) {
 		// net/http allows 4 KiB over MaxHeaderBytes before it refuses.
-		a := get(t, "GET", s.Ports.URL()+"/greeter?name="+strings.Repeat("x", k8s.MaxHeaderBytes+8<<10))
+		a := get(t, "GET", s.Ports.URL()+"/greeter?name="+strings.Repeat("x", httpapi.MaxHeaderBytes+8<<10))
 		if a.status != http.StatusRequestHeaderFieldsTooLarge {
-			t.Errorf("over %d bytes of headers: %d, want 431", k8s.MaxHeaderBytes, a.status)
+			t.Errorf("over %d bytes of headers: %d, want 431", httpapi.MaxHeaderBytes, a.status)
 		}
 	})
 	t.Run("gRPC: a huge name gets InvalidArgument, a huge message ResourceExhausted", func(t *testing.T) {

@@ -14,6 +14,23 @@ import (
 	merrors "go-micro.dev/v6/errors"
 )
 
+// MaxHeaderBytes bounds an HTTP request's line and headers; a larger one
+// gets 431.
+const MaxHeaderBytes = 64 << 10
+
+// NewServer returns an HTTP server that bounds every phase of a request, so
+// a slow or hostile client cannot hold a connection (or a goroutine)
+// forever. Set its Addr and Handler.
+func NewServer() *http.Server {
+	return &http.Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes,
+	}
+}
+
 // Error is the body of every error response.
 type Error struct {
 	Error string `json:"error"`
