@@ -155,26 +155,32 @@ func (m *telemetry) observeHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := r.Context()
-		if r.Header.Get("traceparent") != "" {
+		if r.Header.Get("Traceparent") != "" { // canonical: Get need not rewrite it
 			ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
 		}
-		span := trace.SpanFromContext(context.Background()) // a no-op span, unless traced
+		// Untraced, the request goes on as it came: no span, no copy of
+		// the request for a new context.
+		var span trace.Span
 		if traced(ctx) {
 			ctx, span = otel.Tracer(tracerName).Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+			defer span.End()
+			r = r.WithContext(ctx)
 		}
-		defer span.End()
-		r = r.WithContext(ctx)
 		rec := &httpapi.StatusWriter{ResponseWriter: w, Status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		took, route := time.Since(start), httpapi.Route(r)
 
+		m.httpDuration.WithLabelValues(route).Observe(took.Seconds())
+		m.httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(rec.Status)).Inc()
+		if span == nil {
+			httpapi.LogRequest(r, rec.Status, took)
+			return
+		}
 		span.SetName(route)
 		span.SetAttributes(attribute.String("http.route", route), attribute.Int("http.response.status_code", rec.Status))
 		if rec.Status >= http.StatusInternalServerError {
 			span.SetStatus(otelcodes.Error, http.StatusText(rec.Status))
 		}
-		m.httpDuration.WithLabelValues(route).Observe(took.Seconds())
-		m.httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(rec.Status)).Inc()
 		var attrs []slog.Attr
 		if id := traceID(ctx); id != "" {
 			attrs = append(attrs, slog.String("trace_id", id))
