@@ -49,6 +49,7 @@ require (
 	github.com/lib/pq v1.10.9 // indirect
 	github.com/mattn/go-colorable v0.1.13 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/micro/kubernetes/web v0.0.0-00010101000000-000000000000
 	github.com/miekg/dns v1.1.50 // indirect
 	github.com/mitchellh/go-homedir v1.1.0 // indirect
 	github.com/mitchellh/hashstructure v1.1.0 // indirect
@@ -103,3 +104,5 @@ replace (
 	github.com/micro/kubernetes/proto => ../../proto
 	github.com/micro/kubernetes/services/greeter => ../../services/greeter
 )
+
+replace github.com/micro/kubernetes/web => ../../web

@@ -1,20 +1,22 @@
-// Command web is the benchmarks' baseline frontend: GET /greeter?name=X on a
-// plain net/http server, calling the baseline greeter with a plain gRPC
-// client. No go-micro.
+// Command web is the benchmarks' baseline frontend: the project's own
+// handler (web/frontend), on a plain net/http server bounded as the
+// project's is, greeting through the baseline greeter with a plain gRPC
+// client. No go-micro: the difference from the project's web is what
+// go-micro and pkg/k8s add, not what the frontend does.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"log"
-	"net/http"
-	"time"
 
+	"go-micro.dev/v6/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+	"github.com/micro/kubernetes/web/frontend"
 )
 
 func main() {
@@ -25,20 +27,15 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	greeter := greeterv1.NewGreeterClient(cc)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /greeter", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		rsp, err := greeter.Hello(ctx, &greeterv1.HelloRequest{Name: r.URL.Query().Get("name")})
-		w.Header().Set("Content-Type", "application/json")
-		if err != nil {
-			w.WriteHeader(http.StatusBadGateway)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"message": rsp.GetMessage()})
-	})
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {})
-	log.Fatal(http.ListenAndServe(*addr, mux))
+	srv := httpapi.NewServer()
+	srv.Addr = *addr
+	srv.Handler = frontend.New(greeter{greeterv1.NewGreeterClient(cc)}, frontend.DefaultGreeterTimeout, nil)
+	log.Fatal(srv.ListenAndServe())
+}
+
+// greeter is the plain gRPC client in the shape the frontend takes.
+type greeter struct{ greeterv1.GreeterClient }
+
+func (g greeter) Hello(ctx context.Context, req *greeterv1.HelloRequest, _ ...client.CallOption) (*greeterv1.HelloResponse, error) {
+	return g.GreeterClient.Hello(ctx, req)
 }
