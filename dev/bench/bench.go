@@ -69,7 +69,7 @@ func Run(ctx context.Context, cfg Config, bin string) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	b := &bench{cfg: cfg, bin: bin, root: root}
+	b := &bench{cfg: cfg, bin: bin, root: root, client: k8s.NewClient()}
 	return b.run(ctx)
 }
 
@@ -77,6 +77,10 @@ type bench struct {
 	cfg       Config
 	bin, root string
 	rows      []Row
+	// client is the project's go-micro client, one for the whole run as a
+	// process keeps one: it has no Close, so a client per run would leave
+	// each run's connection open to the project's greeter, and only to it.
+	client client.Client
 }
 
 // proc is a started binary.
@@ -235,10 +239,10 @@ func (b *bench) startAll() (pair, error) {
 
 // rpc returns the call the RPC benchmark repeats, through each side's client
 // (or through the plain client on both sides, to weigh the servers alone).
-func rpc(side, addr string, plainClient bool) (func(context.Context) error, func()) {
+func (b *bench) rpc(side, addr string, plainClient bool) (func(context.Context) error, func()) {
 	req := &greeterv1.HelloRequest{Name: "bench"}
 	if side == "project" && !plainClient {
-		greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewClient())
+		greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, b.client)
 		return func(ctx context.Context) error {
 			_, err := greeter.Hello(ctx, req, client.WithAddress(addr))
 			return err
@@ -350,9 +354,11 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 		throughputTarget, cpuTarget float64
 	}
 	paths := []path{
-		{"greeter RPC", func(side string) (func(context.Context) error, func()) { return rpc(side, p.greeter[side].addr, false) }, p.greeter, p.greeter, func(string) int { return os.Getpid() }, 0.85, 0},
+		{"greeter RPC", func(side string) (func(context.Context) error, func()) {
+			return b.rpc(side, p.greeter[side].addr, false)
+		}, p.greeter, p.greeter, func(string) int { return os.Getpid() }, 0.85, 0},
 		{"greeter RPC, plain gRPC client on both sides", func(side string) (func(context.Context) error, func()) {
-			return rpc(side, p.greeter[side].addr, true)
+			return b.rpc(side, p.greeter[side].addr, true)
 		}, p.greeter, p.greeter, func(string) int { return os.Getpid() }, 0.9, 1.25},
 		{"web /greeter", func(side string) (func(context.Context) error, func()) { return web(p.web[side].addr) }, p.web, p.greeter, func(side string) int { return p.web[side].cmd.Process.Pid }, 0.91, 0},
 	}
@@ -484,7 +490,7 @@ func (b *bench) spread(ctx context.Context) (Row, error) {
 			}
 			greeters, addrs = append(greeters, g), append(addrs, addr)
 		}
-		do, done := rpcAll(side, addrs)
+		do, done := b.rpcAll(side, addrs)
 		var before []time.Duration
 		for _, g := range greeters {
 			before = append(before, g.cpu())
@@ -507,10 +513,10 @@ func (b *bench) spread(ctx context.Context) (Row, error) {
 
 // rpcAll is the call of the spread row: each side's client given every
 // address for one name.
-func rpcAll(side string, addrs []string) (func(context.Context) error, func()) {
+func (b *bench) rpcAll(side string, addrs []string) (func(context.Context) error, func()) {
 	req := &greeterv1.HelloRequest{Name: "bench"}
 	if side == "project" {
-		greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewClient())
+		greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, b.client)
 		all := client.WithAddress(strings.Join(addrs, ","))
 		return func(ctx context.Context) error {
 			_, err := greeter.Hello(ctx, req, all)
