@@ -412,12 +412,17 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 		// side's latencies, its CPU over all of them.
 		p50, p99 := map[string][]time.Duration{}, map[string][]time.Duration{}
 		fixedCPU, fixedServed := map[string]time.Duration{}, map[string]int{}
+		// On the web path, the frontend's own CPU too: it is most of the
+		// path's cost.
+		frontend := pa.serve["project"].cmd != pa.greeter["project"].cmd
+		frontCPU := map[string]time.Duration{}
 		for round := 0; round < b.cfg.Rounds; round++ {
 			for _, side := range sides {
 				do, done := pa.call(side)
-				cpuBefore := pa.greeter[side].cpu()
+				cpuBefore, frontBefore := pa.greeter[side].cpu(), pa.serve[side].cpu()
 				r := load.Run(ctx, load.Options{Rate: rate, Workers: b.cfg.Workers * 4, Duration: b.cfg.Fixed}, do)
 				fixedCPU[side] += pa.greeter[side].cpu() - cpuBefore
+				frontCPU[side] += pa.serve[side].cpu() - frontBefore
 				fixedServed[side] += r.Requests - r.Errors
 				p50[side], p99[side] = append(p50[side], r.P50), append(p99[side], r.P99)
 				done()
@@ -436,6 +441,11 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 				Project:  perRequest(fixedCPU["project"], fixedServed["project"]),
 				Baseline: perRequest(fixedCPU["baseline"], fixedServed["baseline"]), Unit: "µs", Target: pa.cpuTarget},
 		)
+		if frontend {
+			b.rows = append(b.rows, Row{Measure: fmt.Sprintf("%s: web CPU per request at %.0f req/s", pa.name, rate),
+				Project:  perRequest(frontCPU["project"], fixedServed["project"]),
+				Baseline: perRequest(frontCPU["baseline"], fixedServed["baseline"]), Unit: "µs"})
+		}
 	}
 	spread, err := b.spread(ctx)
 	if err != nil {
