@@ -45,19 +45,62 @@ var binaries = map[string]string{
 	"baseline-web":     "./dev/bench/baseline/web",
 }
 
-// Build builds the binaries into bin. It is apart from Run so that a cold
-// build never counts against a measurement's deadline.
-func Build(ctx context.Context, bin string) error {
+// Build builds the binaries into bin: the baseline's from the working tree,
+// the project's from it too or, when ref is not empty, from that commit (to
+// weigh a change against the same baseline). It is apart from Run so that a
+// cold build never counts against a measurement's deadline.
+func Build(ctx context.Context, bin, ref string) error {
 	root, err := stack.Root(ctx)
 	if err != nil {
 		return err
 	}
+	project, env := root, os.Environ()
+	if ref != "" {
+		tree, err := os.MkdirTemp("", "bench-project-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tree)
+		if err := checkout(ctx, root, ref, tree); err != nil {
+			return err
+		}
+		// The commit's own workspace, whatever GOWORK the bench runs with.
+		project, env = tree, append(env, "GOWORK="+filepath.Join(tree, "go.work"))
+	}
 	for name, pkg := range binaries {
 		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(bin, name), pkg)
 		build.Dir = root
+		if strings.HasPrefix(name, "project-") {
+			build.Dir, build.Env = project, env
+		}
 		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("building %s: %v\n%s", pkg, err, out)
 		}
+	}
+	return nil
+}
+
+// checkout writes the files of commit ref into dir (git archive, so the
+// repository gains no worktree to clean up).
+func checkout(ctx context.Context, root, ref, dir string) error {
+	var archiveErr, extractErr bytes.Buffer
+	archive := exec.CommandContext(ctx, "git", "-C", root, "archive", "--format=tar", ref+"^{commit}")
+	extract := exec.CommandContext(ctx, "tar", "-x", "-C", dir)
+	archive.Stderr, extract.Stderr = &archiveErr, &extractErr
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	extract.Stdin = pipe
+	if err := archive.Start(); err != nil {
+		return fmt.Errorf("git archive: %w", err)
+	}
+	xerr := extract.Run()
+	if err := archive.Wait(); err != nil {
+		return fmt.Errorf("checking out %q: %v: %s", ref, err, bytes.TrimSpace(archiveErr.Bytes()))
+	}
+	if xerr != nil {
+		return fmt.Errorf("checking out %q: %v: %s", ref, xerr, bytes.TrimSpace(extractErr.Bytes()))
 	}
 	return nil
 }
@@ -561,7 +604,11 @@ func size(dir, name string) float64 {
 // Markdown is the report as a table.
 func (r Report) Markdown() string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "Bench of %s on %s\n\n", r.When.Format(time.RFC3339), r.Machine)
+	fmt.Fprintf(&s, "Bench of %s on %s", r.When.Format(time.RFC3339), r.Machine)
+	if r.ProjectRef != "" {
+		fmt.Fprintf(&s, "; the project as of %s", r.ProjectRef)
+	}
+	s.WriteString("\n\n")
 	s.WriteString("| measure | project | baseline | project/baseline | target |\n|---|---:|---:|---:|---|\n")
 	for _, row := range r.Rows {
 		target := ""

@@ -16,7 +16,7 @@ import (
 // the measurement.
 func TestBenchHarnessReports(t *testing.T) {
 	bin := t.TempDir()
-	if err := Build(t.Context(), bin); err != nil {
+	if err := Build(t.Context(), bin, ""); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -40,5 +40,23 @@ func TestBenchHarnessReports(t *testing.T) {
 	md, err := os.ReadFile(filepath.Join(dir, "latest.md"))
 	if err != nil || !strings.Contains(string(md), "| greeter RPC: throughput at saturation |") {
 		t.Fatalf("latest.md: %v\n%s", err, md)
+	}
+}
+
+// Built as of a commit, the project's binaries come from that commit's
+// files; a name that is no commit is an error that says so.
+func TestBuildAtCommit(t *testing.T) {
+	bin := t.TempDir()
+	if err := Build(t.Context(), bin, "HEAD"); err != nil {
+		t.Fatal(err)
+	}
+	for name := range binaries {
+		if fi, err := os.Stat(filepath.Join(bin, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	err := Build(t.Context(), t.TempDir(), "no-such-commit")
+	if err == nil || !strings.Contains(err.Error(), `"no-such-commit"`) {
+		t.Fatalf("got %v, want an error naming the commit", err)
 	}
 }

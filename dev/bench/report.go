@@ -37,5 +37,8 @@ func (r Row) Met() bool {
 type Report struct {
 	When    time.Time `json:"when"`
 	Machine string    `json:"machine"`
-	Rows    []Row     `json:"rows"`
+	// ProjectRef is the commit the project was built from; empty: the
+	// working tree.
+	ProjectRef string `json:"project_ref,omitempty"`
+	Rows       []Row  `json:"rows"`
 }
