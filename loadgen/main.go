@@ -150,7 +150,8 @@ func serveHealth(ctx context.Context, addr string) {
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	srv := &http.Server{Addr: addr, Handler: httpapi.Router(mux), ReadHeaderTimeout: 5 * time.Second}
+	srv := httpapi.NewServer()
+	srv.Addr, srv.Handler = addr, httpapi.Router(mux)
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
