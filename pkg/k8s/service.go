@@ -54,10 +54,19 @@ func DefaultAddress() string { return net.JoinHostPort("0.0.0.0", strconv.Itoa(D
 // NewService returns a go-micro gRPC service named name with the Kubernetes
 // defaults described in the package comment; opts are applied after them.
 func NewService(name string, opts ...micro.Option) micro.Service {
-	return newService(name, newTelemetry(), opts...)
+	return newService(name, newTelemetry(), streamWorkers, opts...)
 }
 
-func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
+// streamWorkers is how many goroutines a service keeps to run gRPC calls
+// on, with their grown stacks, instead of a new one per call (less CPU per
+// call, measured). go-micro builds a new grpc.Server at every Init, five as
+// a service starts, and the workers of those it drops stay idle: 128
+// goroutines.
+const streamWorkers = 32
+
+// newService is NewService with the given telemetry and stream workers (0:
+// a goroutine per call, as gRPC's default).
+func newService(name string, m *telemetry, workers uint32, opts ...micro.Option) micro.Service {
 	reg := registry.NewMemoryRegistry()
 	brk := broker.NewMemoryBroker()
 	// The command line compares --selector with this value to decide whether
@@ -79,11 +88,7 @@ func newService(name string, m *telemetry, opts ...micro.Option) micro.Service {
 			// to go-micro, undecodable requests as InvalidArgument.
 			grpc.ChainStreamInterceptor(m.shed.stream, fast.stream, refuseUndecodable),
 			grpc.InTapHandle(fast.tap),
-			// Calls run on goroutines kept with their grown stacks, not a
-			// new one each (less CPU per call, measured). go-micro builds
-			// a new grpc.Server at every Init, five as a service starts,
-			// and the workers of those it drops stay idle: 128 goroutines.
-			grpc.NumStreamWorkers(32),
+			grpc.NumStreamWorkers(workers),
 			// Clients resolve the service's name again when a connection
 			// ends: ending each after a while is how they find new pods.
 			grpc.KeepaliveParams(keepalive.ServerParameters{
@@ -168,7 +173,8 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 		web.Name(name),
 		web.Version(version),
 		web.Address(DefaultAddress()),
-		web.MicroService(newService(name, m)),
+		// Its gRPC server never starts: no stream workers to wait idle.
+		web.MicroService(newService(name, m, 0)),
 		web.Server(httpapi.NewServer()),
 		web.BeforeStart(logStart(name)),
 		web.BeforeStart(m.start),

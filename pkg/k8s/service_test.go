@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -189,6 +190,23 @@ func TestNewWebServiceDefaults(t *testing.T) {
 	s := o.Server
 	if s == nil || s.ReadHeaderTimeout == 0 || s.ReadTimeout == 0 || s.WriteTimeout == 0 || s.IdleTimeout == 0 || s.MaxHeaderBytes == 0 {
 		t.Errorf("HTTP server %+v lacks a timeout or header limit", s)
+	}
+}
+
+// A service runs gRPC calls on stream workers; a web service's gRPC server
+// never serves, so it starts none (go-micro builds several gRPC servers as
+// a service starts, and each would start its own).
+func TestStreamWorkersOnlyWhereGRPCServes(t *testing.T) {
+	added := func(build func()) int {
+		before := runtime.NumGoroutine()
+		build()
+		return runtime.NumGoroutine() - before
+	}
+	if n := added(func() { NewService("greeter", micro.Address("127.0.0.1:0")) }); n < streamWorkers {
+		t.Errorf("NewService started %d goroutines, want at least its %d stream workers", n, streamWorkers)
+	}
+	if n := added(func() { NewWebService("web", web.Address("127.0.0.1:0")) }); n >= streamWorkers {
+		t.Errorf("NewWebService started %d goroutines, want fewer than one gRPC server's %d stream workers", n, streamWorkers)
 	}
 }
 

@@ -33,7 +33,7 @@ func TestGRPCCallsBeyondTheBoundAreRefused(t *testing.T) {
 	const max = 2
 	m := newTelemetry()
 	m.shed.max = max
-	svc := newService("greeter", m, micro.Address("127.0.0.1:0"))
+	svc := newService("greeter", m, streamWorkers, micro.Address("127.0.0.1:0"))
 	block := &Block{release: make(chan struct{})}
 	if err := svc.Server().Handle(svc.Server().NewHandler(block)); err != nil {
 		t.Fatal(err)
