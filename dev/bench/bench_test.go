@@ -43,8 +43,9 @@ func TestBenchHarnessReports(t *testing.T) {
 	}
 }
 
-// Built as of a commit, the project's binaries come from that commit's
-// files; a name that is no commit is an error that says so.
+// Built as of a commit (here the checked-out one: only the measured code
+// differs), every binary is there; a name that is no commit is an error that
+// names it.
 func TestBuildAtCommit(t *testing.T) {
 	bin := t.TempDir()
 	if err := Build(t.Context(), bin, "HEAD"); err != nil {
