@@ -46,7 +46,7 @@ type route struct {
 // and the application still answers. Not in parallel: the enforcer starts
 // before the other tests' namespaces, which then run under it.
 func TestNetworkPolicies(t *testing.T) {
-	cases := map[string][]string{"policies": {"network-policies"}, "policies-loadgen-api": {"network-policies", "loadgen", "api"}}
+	cases := map[string][]string{"policies": {policiesProfile}, "policies-loadgen-api": {policiesProfile, "loadgen", "api"}}
 	for _, ns := range []string{elsewhereNamespace, monitoringNamespace} {
 		createNamespace(t, ns)
 		t.Cleanup(func() { deleteNamespace(ns) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,11 +43,12 @@ func TestProfiles(t *testing.T) {
 			ready := time.Now()
 			before := restarts(t, ns)
 
-			checkGreeting(t, ns)
+			within := greetingWithin(profiles)
+			checkGreeting(t, ns, within)
 			checkVersion(t, ns)
 			for _, p := range profiles {
 				if check, ok := profileChecks[p]; ok {
-					check(t, ns)
+					check(t, ns, within)
 				}
 			}
 
@@ -65,13 +67,29 @@ func TestProfiles(t *testing.T) {
 	}
 }
 
-// checkGreeting asks the web Service for a greeting and for the page. The
-// web may have dialled the greeter before it was ready: the first answers
-// can be 503 until gRPC's reconnect backoff (at most 1 s, see pkg/k8s)
-// brings the connection up.
-func checkGreeting(t *testing.T, ns string) {
+// policiesProfile is the profile that adds NetworkPolicies.
+const policiesProfile = "network-policies"
+
+// greetingWithin is how long after every pod is Ready the web must answer
+// through its Service. The web may have dialled the greeter before it was
+// ready: the first answers can be 503 until gRPC's reconnect backoff (at
+// most 1 s, see pkg/k8s) brings the connection up. Under NetworkPolicies
+// the enforcer TestNetworkPolicies leaves running adds its own delay: it
+// programs a new pod's rules after the pod is Ready, pod by pod, and a
+// connection attempt dropped meanwhile waits for TCP to send it again (1,
+// 3, 7 s after the first).
+func greetingWithin(profiles []string) time.Duration {
+	if slices.Contains(profiles, policiesProfile) {
+		return 30 * time.Second
+	}
+	return 5 * time.Second
+}
+
+// checkGreeting asks the web Service for a greeting, within the given time
+// of every pod being Ready, and for the page.
+func checkGreeting(t *testing.T, ns string, within time.Duration) {
 	t.Helper()
-	took, err := eventually(t.Context(), 5*time.Second, func(ctx context.Context) error {
+	took, err := eventually(t.Context(), within, func(ctx context.Context) error {
 		a, err := get(ctx, serviceURL("web", ns)+"/greeter?name=Node")
 		if err != nil {
 			return err
@@ -116,12 +134,13 @@ func checkVersion(t *testing.T, ns string) {
 	}
 }
 
-// profileChecks are what each profile must add in the cluster.
-var profileChecks = map[string]func(*testing.T, string){
+// profileChecks are what each profile must add in the cluster; a call
+// through a Service must answer within the time greetingWithin gives.
+var profileChecks = map[string]func(t *testing.T, ns string, within time.Duration){
 	// The mesh injects pods annotated for it: the annotation must be on the
 	// application's pods themselves, where Linkerd's injector reads it (the
 	// load generator stays outside the mesh, like outside traffic).
-	"conduit": func(t *testing.T, ns string) {
+	"conduit": func(t *testing.T, ns string, _ time.Duration) {
 		for _, app := range []string{"greeter", "web"} {
 			for _, p := range livePods(t, ns, app) {
 				if p.Annotations["linkerd.io/inject"] != "enabled" {
@@ -130,9 +149,10 @@ var profileChecks = map[string]func(*testing.T, string){
 			}
 		}
 	},
-	// Every rendered NetworkPolicy was admitted. (No plugin here enforces
-	// them: see the README.)
-	"network-policies": func(t *testing.T, ns string) {
+	// Every rendered NetworkPolicy was admitted. (The enforcer that
+	// TestNetworkPolicies started polices them here too; its matrix is what
+	// proves them.)
+	policiesProfile: func(t *testing.T, ns string, _ time.Duration) {
 		list, err := env.cluster.Client.NetworkingV1().NetworkPolicies(ns).List(t.Context(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -143,9 +163,9 @@ var profileChecks = map[string]func(*testing.T, string){
 	},
 	// The API gateway calls the greeter by its Service's name for an
 	// endpoint on its allow-list, and hides the greeter's own endpoints.
-	"api": func(t *testing.T, ns string) {
+	"api": func(t *testing.T, ns string, within time.Duration) {
 		url := serviceURL("api", ns) + "/greeter/Greeter.Hello"
-		took, err := eventually(t.Context(), 5*time.Second, func(ctx context.Context) error {
+		took, err := eventually(t.Context(), within, func(ctx context.Context) error {
 			a, err := post(ctx, url, `{"name":"Node"}`)
 			if err == nil && (a.status != 200 || a.body != "{\"message\":\"Hello Node\"}\n") {
 				err = fmt.Errorf("%d %s", a.status, a.body)
@@ -162,7 +182,7 @@ var profileChecks = map[string]func(*testing.T, string){
 	},
 	// The load generator's requests reach the greeter: its metrics count
 	// them, rising while the test itself sends nothing.
-	"loadgen": func(t *testing.T, ns string) {
+	"loadgen": func(t *testing.T, ns string, _ time.Duration) {
 		// Where Prometheus would scrape, by the pods' own annotations.
 		greeters := livePods(t, ns, "greeter")
 		count := func(ctx context.Context) (float64, error) {
