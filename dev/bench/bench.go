@@ -130,9 +130,10 @@ type bench struct {
 type proc struct {
 	cmd  *exec.Cmd
 	addr string
+	done chan struct{} // closed once it has exited
 }
 
-func (p proc) stop() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() }
+func (p proc) stop() { _ = p.cmd.Process.Kill(); <-p.done }
 
 // cpu is the CPU time the process has used, user and system.
 func (p proc) cpu() time.Duration {
@@ -204,14 +205,37 @@ func (b *bench) start(name string, args, env []string, ready func() bool) (proc,
 	if err := cmd.Start(); err != nil {
 		return proc{}, 0, err
 	}
+	p := proc{cmd: cmd, done: make(chan struct{})}
+	var exit error
+	go func() { exit = cmd.Wait(); close(p.done) }()
 	for !ready() {
+		select {
+		case <-p.done:
+			return proc{}, 0, fmt.Errorf("%s %s exited before it was ready (%v): %s", name, strings.Join(args, " "), exit, rerun(cmd))
+		default:
+		}
 		if time.Since(begin) > 10*time.Second {
-			_ = cmd.Process.Kill()
+			p.stop()
 			return proc{}, 0, fmt.Errorf("%s not ready after 10s", name)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return proc{cmd: cmd}, time.Since(begin), nil
+	return p, time.Since(begin), nil
+}
+
+// rerun runs a binary that exited as it started once more, as it was run,
+// and returns the end of what it wrote to stderr: why it exited. The bench
+// does not keep a binary's output, where the project logs every request.
+func rerun(cmd *exec.Cmd) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	again := exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+	again.Env = cmd.Env
+	var stderr bytes.Buffer
+	again.Stderr = &stderr
+	_ = again.Run()
+	out := bytes.TrimSpace(stderr.Bytes())
+	return string(out[max(0, len(out)-1<<10):])
 }
 
 func grpcReady(addr string) func() bool {

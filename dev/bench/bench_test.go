@@ -56,7 +56,13 @@ func TestBuildAtCommit(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	err := Build(t.Context(), t.TempDir(), "no-such-commit")
+	// A binary that refuses its flags (a commit older than today's) says
+	// why at once, not after the wait for it to be ready.
+	_, _, err := (&bench{bin: bin}).start("project-greeter", []string{"--no_such_flag"}, nil, func() bool { return false })
+	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") || !strings.Contains(err.Error(), "flag provided but not defined: -no_such_flag") {
+		t.Errorf("starting with a flag it lacks: %v, want the binary's own complaint", err)
+	}
+	err = Build(t.Context(), t.TempDir(), "no-such-commit")
 	if err == nil || !strings.Contains(err.Error(), `"no-such-commit"`) {
 		t.Fatalf("got %v, want an error naming the commit", err)
 	}
