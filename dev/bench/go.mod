@@ -11,6 +11,7 @@ require (
 	github.com/micro/kubernetes/pkg/k8s v0.0.0
 	github.com/micro/kubernetes/proto v0.0.0
 	github.com/micro/kubernetes/services/greeter v0.0.0-00010101000000-000000000000
+	github.com/micro/kubernetes/web v0.0.0-00010101000000-000000000000
 	go-micro.dev/v6 v6.3.10
 	google.golang.org/grpc v1.85.0
 )
@@ -49,7 +50,6 @@ require (
 	github.com/lib/pq v1.10.9 // indirect
 	github.com/mattn/go-colorable v0.1.13 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
-	github.com/micro/kubernetes/web v0.0.0-00010101000000-000000000000
 	github.com/miekg/dns v1.1.50 // indirect
 	github.com/mitchellh/go-homedir v1.1.0 // indirect
 	github.com/mitchellh/hashstructure v1.1.0 // indirect
@@ -103,6 +103,5 @@ replace (
 	github.com/micro/kubernetes/pkg/k8s => ../../pkg/k8s
 	github.com/micro/kubernetes/proto => ../../proto
 	github.com/micro/kubernetes/services/greeter => ../../services/greeter
+	github.com/micro/kubernetes/web => ../../web
 )
-
-replace github.com/micro/kubernetes/web => ../../web
