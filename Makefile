@@ -15,14 +15,14 @@ SERVICES = $(patsubst %/main.go,./%,$(wildcard services/*/main.go))
 
 # Pinned tools (skaffold, kustomize, the cluster's binaries) are built from
 # source by tools/ into ~/.cache/micro-kubernetes, once per version; each is
-# pinned by a go.mod in tools/.
-TOOL = $(shell cd tools && GOWORK=off go run . $(1))
-# skaffold and kustomize: yours if they are on PATH, else the pinned ones
-# (skaffold takes ~5 minutes to build the first time).
-SKAFFOLD = $(or $(shell command -v skaffold),$(call TOOL,skaffold))
-KUSTOMIZE = $(or $(shell command -v kustomize),$(call TOOL,kustomize))
-# skaffold runs kustomize from PATH.
-SKAFFOLD_RUN = PATH="$(dir $(KUSTOMIZE)):$$PATH" SKAFFOLD_UPDATE_CHECK=false $(SKAFFOLD)
+# pinned by a go.mod in tools/. In a recipe, $(call tool,NAME) is the path of
+# NAME: yours if it is on PATH, else the pinned one, built first (skaffold
+# takes ~5 minutes the first time). Evaluated by the recipe's shell, not by
+# $(shell): a failed build stops the recipe with the build's own error.
+tool = $$(command -v $(1) || { cd tools && GOWORK=off go run . $(1); })
+# skaffold, with kustomize on its PATH (skaffold runs kustomize from PATH).
+SKAFFOLD_RUN = skaffold=$(call tool,skaffold) && kustomize=$(call tool,kustomize) && \
+  PATH="$$(dirname "$$kustomize"):$$PATH" SKAFFOLD_UPDATE_CHECK=false "$$skaffold"
 # make dev PROFILES=conduit,network-policies PLATFORM=linux/amd64
 SKAFFOLD_FLAGS = $(if $(PROFILES),--profile=$(PROFILES)) $(if $(PLATFORM),--platform=$(PLATFORM))
 # A recipe that needs a folder a fork may delete starts with $(call needs,FOLDER).
@@ -101,15 +101,15 @@ test-deps:
 
 .PHONY: dev
 dev: ## Build, deploy and watch (skaffold dev); PROFILES=, PLATFORM=
-	$(SKAFFOLD_RUN) dev $(SKAFFOLD_FLAGS)
+	@$(SKAFFOLD_RUN) dev $(SKAFFOLD_FLAGS)
 
 .PHONY: deploy
 deploy: ## Build and deploy once (skaffold run); PROFILES=, PLATFORM=
-	$(SKAFFOLD_RUN) run $(SKAFFOLD_FLAGS)
+	@$(SKAFFOLD_RUN) run $(SKAFFOLD_FLAGS)
 
 .PHONY: undeploy
 undeploy: ## Delete what deploy created (skaffold delete); PROFILES=
-	$(SKAFFOLD_RUN) delete $(if $(PROFILES),--profile=$(PROFILES))
+	@$(SKAFFOLD_RUN) delete $(if $(PROFILES),--profile=$(PROFILES))
 
 .PHONY: render
 render: ## Print the manifests skaffold would apply, offline; PROFILES=
