@@ -1,9 +1,9 @@
 // Command run runs the whole application on this machine, with no cluster:
 // it builds the greeter, the health sidecar, the web frontend and the API
-// gateway, starts them
-// on loopback, prints the URL to open and their logs, restarts a process that
-// exits (with a backoff, as the kubelet would), and stops them all on Ctrl-C
-// or SIGTERM. `make run` runs it.
+// gateway, starts them on loopback, prints the URL to open and their logs,
+// restarts a process that exits (with a backoff, as the kubelet would),
+// rebuilds and restarts a process whose sources change (-watch), and stops
+// them all on Ctrl-C or SIGTERM. `make run` runs it.
 //
 // Ports keep one meaning each: 8xxx serve the application, 9xxx serve
 // metrics, as in the cluster (every pod's API on 8080, its metrics on 9090).
@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/micro/kubernetes/dev/stack"
 )
@@ -39,6 +40,7 @@ func main() {
 	replicas := flag.Int("greeter-replicas", 1, fmt.Sprintf("replicas of the greeter, each with its sidecar, on the first one's ports + 2, + 4, ... (at most %d); the web balances over them", maxReplicas))
 	servicesPort := flag.Int("services-port", 8100, "first gRPC port of the other services, one each in name order; their metrics are on the same ports + "+strconv.Itoa(stack.MetricsOffset))
 	bin := flag.String("bin", "bin", "folder to build the binaries into")
+	watch := flag.Bool("watch", true, "rebuild a binary whose Go sources or embedded files change, and restart the processes that run it; the others keep running")
 	flag.Parse()
 
 	if *replicas < 1 || *replicas > maxReplicas {
@@ -51,13 +53,13 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, ports, *servicesPort); err != nil {
+	if err := run(ctx, *bin, ports, *servicesPort, *watch); err != nil {
 		slog.Error("make run failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int) error {
+func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int, watch bool) error {
 	root, err := stack.Root(ctx)
 	if err != nil {
 		return err
@@ -68,6 +70,7 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int) e
 	}
 	ports.Services = stack.PortsFrom(servicesPort, others)
 	fmt.Println("building the greeter, the health sidecar, the web frontend and the API gateway...")
+	built := time.Now()
 	if err := stack.Build(ctx, bin); err != nil {
 		return err
 	}
@@ -95,8 +98,16 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int) e
 	for _, name := range others {
 		fmt.Printf("    %-15s %s (metrics %s)\n", name+" gRPC:", ports.ServiceAddress(name), ports.MetricsURL(name))
 	}
+	if watch {
+		fmt.Println("  A change to the Go sources rebuilds and restarts what it changes (-watch=false: never).")
+	}
 	fmt.Print("  Ctrl-C stops everything.\n\n")
 
+	if watch {
+		if err := s.Watch(ctx, root, built); err != nil {
+			return err
+		}
+	}
 	<-ctx.Done()
 	fmt.Println("stopping...")
 	return nil

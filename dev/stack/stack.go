@@ -29,7 +29,7 @@ import (
 )
 
 // The binaries, by name, and the package each is built from.
-var packages = []struct{ name, pkg string }{
+var packages = []target{
 	{"greeter", "./services/greeter"},
 	{"health", "./health"},
 	{"web", "./web"},
@@ -162,6 +162,34 @@ func Build(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
+	ts, err := targets(root)
+	if err != nil {
+		return err
+	}
+	return build(ctx, root, dir, ts)
+}
+
+// A target is a binary of the stack and the package it is built from,
+// relative to the root.
+type target struct{ name, pkg string }
+
+// targets are every binary of the stack: packages, and each other service.
+func targets(root string) ([]target, error) {
+	ts := slices.Clone(packages)
+	others, err := Services(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range others {
+		ts = append(ts, target{name, "./" + ServicesDir + "/" + name})
+	}
+	return ts, nil
+}
+
+// build compiles these targets into dir, which it creates. -trimpath, as
+// the images are built: no build depends on the folder it is in, so a copy
+// of the repository builds from the same cache.
+func build(ctx context.Context, root, dir string, ts []target) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
@@ -169,16 +197,9 @@ func Build(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"build", "-o", abs + string(filepath.Separator)}
-	for _, p := range packages {
-		args = append(args, p.pkg)
-	}
-	others, err := Services(root)
-	if err != nil {
-		return err
-	}
-	for _, name := range others {
-		args = append(args, "./"+ServicesDir+"/"+name)
+	args := []string{"build", "-trimpath", "-o", abs + string(filepath.Separator)}
+	for _, t := range ts {
+		args = append(args, t.pkg)
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
@@ -195,6 +216,9 @@ type Stack struct {
 	order []string // start order; Stop goes backwards
 	args  map[string][]string
 	bins  map[string]string // the binary of a process not named after its own
+	// ready is how each process is known to serve: an http:// URL that
+	// answers 200, or an address that accepts connections.
+	ready map[string]string
 	// common is every process's environment, env each one's own.
 	common []string
 	env    map[string][]string
@@ -260,6 +284,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			"api": serviceArgs(loopback(ports.API), loopback(ports.APIMetrics), o.ConfigFile),
 		},
 		bins:    map[string]string{},
+		ready:   map[string]string{"web": ports.URL() + "/health", "api": ports.APIURL() + "/health"},
 		common:  o.Env,
 		env:     map[string][]string{},
 		out:     o.Out,
@@ -282,6 +307,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			"--health_address=" + loopback(r.Health),
 		}
 		s.bins[greeter], s.bins[sidecar] = "greeter", "health"
+		s.ready[greeter], s.ready[sidecar] = loopback(r.GRPC), "http://"+loopback(r.Health)+"/health"
 		s.order = append(s.order, greeter)
 		sidecars = append(sidecars, sidecar)
 		pinned = append(pinned, greeterv1.ServiceName+"="+loopback(r.GRPC))
@@ -289,6 +315,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	for _, name := range slices.Sorted(maps.Keys(ports.Services)) {
 		p := ports.Services[name]
 		s.args[name] = serviceArgs(loopback(p.GRPC), loopback(p.Metrics), o.ConfigFile)
+		s.ready[name] = loopback(p.GRPC)
 		s.order = append(s.order, name)
 		pinned = append(pinned, name+"="+loopback(p.GRPC))
 	}
@@ -403,54 +430,49 @@ func (s *Stack) Restart(name string) error {
 	return s.start(name)
 }
 
+// waitReady waits until every process serves, in start order.
 func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	for name := range s.Ports.Services {
-		if err := s.waitListening(ctx, name, limit); err != nil {
+	for _, name := range s.order {
+		if err := s.waitServing(ctx, name); err != nil {
 			return err
-		}
-	}
-	client := &http.Client{Timeout: 2 * time.Second}
-	urls := []string{s.Ports.HealthURL(), s.Ports.URL() + "/health", s.Ports.APIURL() + "/health"}
-	for _, r := range s.Ports.Replicas {
-		urls = append(urls, "http://"+loopback(r.Health)+"/health")
-	}
-	for _, url := range urls {
-		for {
-			rsp, err := client.Get(url)
-			if err == nil {
-				rsp.Body.Close()
-				if rsp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case name := <-s.exited:
-				return fmt.Errorf("%s exited before the application was ready", name)
-			case <-ctx.Done():
-				return fmt.Errorf("%s did not answer 200 within %s (last error: %v)", url, limit, err)
-			case <-time.After(50 * time.Millisecond):
-			}
 		}
 	}
 	return nil
 }
 
-// waitListening waits until a service accepts connections on its gRPC port.
-func (s *Stack) waitListening(ctx context.Context, name string, limit time.Duration) error {
-	addr := s.Ports.ServiceAddress(name)
+// waitServing waits until one process serves (see Stack.ready), and fails
+// if it exits first.
+func (s *Stack) waitServing(ctx context.Context, name string) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	target := s.ready[name]
+	s.mu.Lock()
+	done := s.done[name]
+	s.mu.Unlock()
 	for {
-		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
-		if err == nil {
-			c.Close()
-			return nil
+		var err error
+		if strings.HasPrefix(target, "http://") {
+			var rsp *http.Response
+			if rsp, err = client.Get(target); err == nil {
+				rsp.Body.Close()
+				if rsp.StatusCode == http.StatusOK {
+					return nil
+				}
+				err = fmt.Errorf("answered %s", rsp.Status)
+			}
+		} else {
+			var c net.Conn
+			if c, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", target); err == nil {
+				c.Close()
+				return nil
+			}
 		}
 		select {
-		case n := <-s.exited:
-			return fmt.Errorf("%s exited before the application was ready", n)
+		case <-done:
+			return fmt.Errorf("%s exited before it served", name)
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not listen on %s within %s (last error: %v)", name, addr, limit, err)
+			return fmt.Errorf("%s did not serve at %s in time (last error: %v)", name, target, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -534,18 +556,43 @@ func (s *Stack) Stop() {
 		s.mu.Lock()
 		cmd, done, ok := s.procs[name], s.done[name], s.procs[name] != nil
 		s.mu.Unlock()
-		if !ok {
-			continue
-		}
-		_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot handle SIGTERM
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(StopTimeout):
-			_ = cmd.Process.Kill()
-			<-done
+		if ok {
+			stop(cmd, done)
 		}
 	}
+}
+
+// stop sends SIGTERM to a process, waits for it to exit, and kills it if
+// it is still running after StopTimeout.
+func stop(cmd *exec.Cmd, done <-chan struct{}) {
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot handle SIGTERM
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(StopTimeout):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// reload stops one process as Stop does, starts it again from its binary,
+// which may have changed, and waits until it serves.
+func (s *Stack) reload(ctx context.Context, name string) error {
+	s.mu.Lock()
+	cmd, done := s.procs[name], s.done[name]
+	if cmd == nil || s.stopping {
+		s.mu.Unlock()
+		return fmt.Errorf("no process %q", name)
+	}
+	s.killed[cmd] = true // not a crash: no restart after a backoff
+	s.mu.Unlock()
+	stop(cmd, done)
+	if err := s.start(name); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return s.waitServing(ctx, name)
 }
 
 // prefixWriter writes whole lines to out, each behind prefix.

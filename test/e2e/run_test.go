@@ -2,13 +2,13 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,67 +23,12 @@ func TestLocalRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	runner := filepath.Join(dir, "run")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", runner, "./dev/run")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the runner: %v\n%s", err, out)
-	}
-	// The runner builds the application again: TestMain's build is in the
-	// cache by now, so this bound is the run's.
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-
-	// Each other service of services/ takes a port from -services-port,
-	// and its metrics port stack.MetricsOffset above.
+	r := startRunner(t, root)
+	ports, bin := r.ports, r.bin
 	others, err := stack.Services(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), API: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t), APIMetrics: freePort(t)}
-	bin := filepath.Join(dir, "bin")
-	cmd := exec.CommandContext(ctx, runner,
-		"-bin", bin,
-		"-web-port", strconv.Itoa(ports.Web),
-		"-greeter-port", strconv.Itoa(ports.Greeter),
-		"-health-port", strconv.Itoa(ports.Health),
-		"-greeter-metrics-port", strconv.Itoa(ports.GreeterMetrics),
-		"-web-metrics-port", strconv.Itoa(ports.WebMetrics),
-		"-api-port", strconv.Itoa(ports.API),
-		"-api-metrics-port", strconv.Itoa(ports.APIMetrics),
-		"-services-port", strconv.Itoa(freePortRun(t, len(others))))
-	cmd.Dir = root
-	out, w := io.Pipe()
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-	lines := bufio.NewScanner(out)
-	running := false
-	for !running && lines.Scan() {
-		t.Log(lines.Text())
-		running = strings.Contains(lines.Text(), "Open "+ports.URL())
-	}
-	if !running {
-		t.Fatalf("the runner never printed the URL to open: %v", lines.Err())
-	}
-	drained := make(chan struct{})
-	restarting := make(chan string, 1)
-	go func() { // keep reading, or the processes block on a full pipe
-		defer close(drained)
-		for lines.Scan() {
-			t.Log(lines.Text())
-			if strings.Contains(lines.Text(), "make run: greeter exited") {
-				select {
-				case restarting <- lines.Text():
-				default:
-				}
-			}
-		}
-	}()
 
 	if a := get(t, "GET", ports.URL()+"/greeter?name=run"); a.status != 200 || !strings.Contains(a.body, "Hello run") {
 		t.Fatalf("GET /greeter through make run's stack: %d %s", a.status, a.body)
@@ -101,13 +46,12 @@ func TestLocalRun(t *testing.T) {
 	if err := syscall.Kill(pidOf(t, bin, "greeter"), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case line := <-restarting:
-		if !strings.Contains(line, "signal: killed") || !strings.Contains(line, "restarting it in "+stack.FirstBackoff.String()) {
-			t.Errorf("the runner said %q, want why the greeter exited and when it restarts", line)
-		}
-	case <-time.After(10 * time.Second):
+	line, ok := r.waitFor("make run: greeter exited", 10*time.Second)
+	if !ok {
 		t.Fatal("the runner did not say that the greeter exited")
+	}
+	if !strings.Contains(line, "signal: killed") || !strings.Contains(line, "restarting it in "+stack.FirstBackoff.String()) {
+		t.Errorf("the runner said %q, want why the greeter exited and when it restarts", line)
 	}
 	for deadline := time.Now().Add(stack.FirstBackoff + 20*time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if a := get(t, "GET", ports.URL()+"/greeter?name=again"); a.status == 200 {
@@ -116,23 +60,124 @@ func TestLocalRun(t *testing.T) {
 			t.Fatalf("after the greeter was killed: %d %s, want 200 once it is restarted", a.status, a.body)
 		}
 	}
+	r.stop(t, syscall.SIGTERM)
+}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+// runner is make run's program, built from a repository and running it on
+// free loopback ports.
+type runner struct {
+	cmd   *exec.Cmd
+	ports stack.Ports
+	bin   string // where it built the application's binaries
+
+	mu    sync.Mutex
+	lines []string // what it printed, a line each
+	ended chan struct{}
+}
+
+// startRunner builds the runner in root (a repository, or a copy) and
+// starts it there, and returns once it says the application runs. Its
+// output goes to the test's log.
+func startRunner(t *testing.T, root string, flags ...string) *runner {
+	t.Helper()
+	dir := t.TempDir()
+	program := filepath.Join(dir, "run")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", program, "./dev/run")
+	build.Dir = root
+	build.Env = append(os.Environ(), "GOWORK=") // root's own go.work
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the runner: %v\n%s", err, out)
+	}
+	others, err := stack.Services(root)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err := <-waited:
+	// Each other service of services/ takes a port from -services-port,
+	// and its metrics port stack.MetricsOffset above.
+	r := &runner{
+		ports: stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), API: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t), APIMetrics: freePort(t)},
+		bin:   filepath.Join(dir, "bin"),
+		ended: make(chan struct{}),
+	}
+	r.cmd = exec.Command(program, append([]string{
+		"-bin", r.bin,
+		"-web-port", strconv.Itoa(r.ports.Web),
+		"-greeter-port", strconv.Itoa(r.ports.Greeter),
+		"-health-port", strconv.Itoa(r.ports.Health),
+		"-greeter-metrics-port", strconv.Itoa(r.ports.GreeterMetrics),
+		"-web-metrics-port", strconv.Itoa(r.ports.WebMetrics),
+		"-api-port", strconv.Itoa(r.ports.API),
+		"-api-metrics-port", strconv.Itoa(r.ports.APIMetrics),
+		"-services-port", strconv.Itoa(freePortRun(t, len(others)))}, flags...)...)
+	r.cmd.Dir = root
+	r.cmd.Env = append(os.Environ(), "GOWORK=")
+	out, w := io.Pipe()
+	r.cmd.Stdout, r.cmd.Stderr = w, w
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+	go func() {
+		_ = r.cmd.Wait()
 		w.Close()
-		<-drained
-		if err != nil {
-			t.Fatalf("the runner exited with %v after SIGTERM, want 0", err)
+	}()
+	go func() { // keep reading, or the processes block on a full pipe
+		defer close(r.ended)
+		for lines := bufio.NewScanner(out); lines.Scan(); {
+			t.Log(lines.Text())
+			r.mu.Lock()
+			r.lines = append(r.lines, lines.Text())
+			r.mu.Unlock()
+		}
+	}()
+	// The runner builds the application first: TestMain's build is in the
+	// cache by now, and a copy builds from it too (-trimpath), so this
+	// bound is the run's.
+	if _, ok := r.waitFor("Open "+r.ports.URL(), 3*time.Minute); !ok {
+		t.Fatal("the runner never printed the URL to open")
+	}
+	return r
+}
+
+// waitFor returns the first line the runner printed that holds s, waiting
+// at most limit for it.
+func (r *runner) waitFor(s string, limit time.Duration) (string, bool) {
+	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
+		r.mu.Lock()
+		for _, l := range r.lines {
+			if strings.Contains(l, s) {
+				r.mu.Unlock()
+				return l, true
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.ended:
+			return "", false
+		default:
+		}
+		if time.Now().After(deadline) {
+			return "", false
+		}
+	}
+}
+
+// stop sends sig to the runner, which must exit with 0 and leave no
+// process behind.
+func (r *runner) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.ended:
+		if !r.cmd.ProcessState.Success() {
+			t.Fatalf("the runner exited with %v after %v, want 0", r.cmd.ProcessState, sig)
 		}
 	case <-time.After(stack.StopTimeout + 5*time.Second):
-		t.Fatal("the runner did not exit after SIGTERM")
+		t.Fatalf("the runner did not exit after %v", sig)
 	}
-	if left := processesIn(t, bin); len(left) > 0 {
+	if left := processesIn(t, r.bin); len(left) > 0 {
 		t.Fatalf("processes left behind: %v", left)
 	}
 }
