@@ -70,9 +70,10 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 		}
 	}
 
-	// The images are built inside the namespaces, where there is no
-	// network: every module the workspace needs must be in the module cache
-	// by then.
+	// The images are built, and a copy of the repository tested, inside
+	// the namespaces, where there is no network: every module the
+	// workspace needs must be in the module cache by then, those that
+	// make test's tidiness check reads too (tests of dependencies).
 	modules := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}")
 	modules.Dir = root
 	dirs, err := modules.Output()
@@ -80,10 +81,12 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 		return b, fmt.Errorf("list the workspace's modules: %w", err)
 	}
 	for _, dir := range strings.Fields(string(dirs)) {
-		download := exec.CommandContext(ctx, "go", "mod", "download")
-		download.Dir = dir
-		if out, err := download.CombinedOutput(); err != nil {
-			return b, fmt.Errorf("download the modules of %s: %w\n%s", dir, err, out)
+		for _, args := range [][]string{{"mod", "download"}, {"mod", "tidy", "-diff"}} {
+			cmd := exec.CommandContext(ctx, "go", args...)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return b, fmt.Errorf("go %s in %s: %w\n%s", strings.Join(args, " "), dir, err, out)
+			}
 		}
 	}
 	return b, nil
