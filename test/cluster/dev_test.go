@@ -91,6 +91,9 @@ func TestDev(t *testing.T) {
 		d.waitIdle(t, written)
 		t.Logf("greeter edit %d: served %s after the write\n%s", i, a.served.Sub(written).Round(100*time.Millisecond),
 			stages(d, builds, podEvents, "greeter", written, a))
+		if i == 1 {
+			t.Logf("skaffold printed, for the first:\n%s", d.transcript(written, "Watching for changes..."))
+		}
 	}
 
 	// 3. Three edits of the page, embedded in the web's binary.
