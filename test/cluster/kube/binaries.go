@@ -74,16 +74,21 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 	// the namespaces, where there is no network: every module the
 	// workspace needs must be in the module cache by then, those that
 	// make test's tidiness check reads too (tests of dependencies).
+	// The tier runs with GOWORK=off; these commands need the workspace.
+	workspace := append(os.Environ(), "GOWORK=")
 	modules := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}")
-	modules.Dir = root
+	modules.Dir, modules.Env = root, workspace
 	dirs, err := modules.Output()
 	if err != nil {
 		return b, fmt.Errorf("list the workspace's modules: %w", err)
 	}
+	if len(strings.Fields(string(dirs))) == 0 {
+		return b, fmt.Errorf("go list -m in %s listed no module of the workspace", root)
+	}
 	for _, dir := range strings.Fields(string(dirs)) {
 		for _, args := range [][]string{{"mod", "download"}, {"mod", "tidy", "-diff"}} {
 			cmd := exec.CommandContext(ctx, "go", args...)
-			cmd.Dir = dir
+			cmd.Dir, cmd.Env = dir, workspace
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return b, fmt.Errorf("go %s in %s: %w\n%s", strings.Join(args, " "), dir, err, out)
 			}
