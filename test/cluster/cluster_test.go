@@ -27,6 +27,10 @@ import (
 // The helpers the tests share: namespaces, skaffold deploys, pods, and
 // requests from the node to Services and pods.
 
+// partOf is the label and value kustomize puts on every object and pod of
+// the application (deploy/base/kustomization.yaml).
+const partOfLabel, partOf = "app.kubernetes.io/part-of", "micro-on-kubernetes"
+
 // deleteNamespace deletes a namespace and everything in it, without
 // waiting: its pods' grace periods run on while other tests go on.
 func deleteNamespace(name string) {

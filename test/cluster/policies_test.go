@@ -134,7 +134,7 @@ func TestNetworkPolicies(t *testing.T) {
 func paths(t *testing.T, ns string, prometheus corev1.Pod, profiles []string) []route {
 	t.Helper()
 	app := func(name string) map[string]string {
-		return map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "micro-on-kubernetes"}
+		return map[string]string{"app.kubernetes.io/name": name, partOfLabel: partOf}
 	}
 	stranger := netcheck(t, ns, "stranger", nil)
 	twinWeb := netcheck(t, ns, "twin-web", app("web"))

@@ -72,27 +72,41 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 
 	// The images are built, and a copy of the repository tested, inside
 	// the namespaces, where there is no network: every module the
-	// workspace needs must be in the module cache by then, those that
-	// make test's tidiness check reads too (tests of dependencies).
-	// The tier runs with GOWORK=off; these commands need the workspace.
-	workspace := append(os.Environ(), "GOWORK=")
-	modules := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}")
+	// workspace's packages and their tests import must be in the module
+	// cache by then, and those make test's tidiness check reads (tests of
+	// dependencies). Not go mod download: it fetches the whole module
+	// graph, and writes what it fetched into go.work.sum.
+	workspace := append(os.Environ(), "GOWORK=") // the tier runs with GOWORK=off
+	modules := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}} {{.Path}}/...")
 	modules.Dir, modules.Env = root, workspace
-	dirs, err := modules.Output()
+	out, err := modules.Output()
 	if err != nil {
 		return b, fmt.Errorf("list the workspace's modules: %w", err)
 	}
-	if len(strings.Fields(string(dirs))) == 0 {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(out) == 0 {
 		return b, fmt.Errorf("go list -m in %s listed no module of the workspace", root)
 	}
-	for _, dir := range strings.Fields(string(dirs)) {
-		for _, args := range [][]string{{"mod", "download"}, {"mod", "tidy", "-diff"}} {
-			cmd := exec.CommandContext(ctx, "go", args...)
-			cmd.Dir, cmd.Env = dir, workspace
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return b, fmt.Errorf("go %s in %s: %w\n%s", strings.Join(args, " "), dir, err, out)
-			}
+	list := []string{"list", "-deps", "-test"}
+	for _, line := range lines {
+		dir, pattern, _ := strings.Cut(line, " ")
+		list = append(list, pattern)
+		if err := goIn(ctx, dir, workspace, "mod", "tidy", "-diff"); err != nil {
+			return b, err
 		}
 	}
+	if err := goIn(ctx, root, workspace, list...); err != nil {
+		return b, err
+	}
 	return b, nil
+}
+
+// goIn runs go with args in dir; its error carries what go printed.
+func goIn(ctx context.Context, dir string, env []string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir, cmd.Env = dir, env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s in %s: %w\n%s", strings.Join(args, " "), dir, err, out)
+	}
+	return nil
 }
