@@ -73,7 +73,7 @@ func TestDev(t *testing.T) {
 	forward := d.waitForward(t, time.Time{}, devStartBound)
 	started := servedAfter(t, forward+"/greeter?name=Dev", "Hello Dev", d.start, devStartBound).served
 	t.Logf("make dev: the forwarded web answered %s after the start (every image built, with the Go build cache warm)",
-		started.Sub(d.start).Round(100*time.Millisecond))
+		seconds(started.Sub(d.start)))
 	t.Logf("make dev printed, until it watched for changes (the pods' logs left out):\n%s", d.transcript(d.start, "Watching for changes..."))
 	checkOnePlatform(t, ns, "greeter")
 	loop := startLoop(t.Context(), serviceURL("web", ns)+"/greeter?name=Loop", devLoopRate)
@@ -89,7 +89,7 @@ func TestDev(t *testing.T) {
 		a := servedAfter(t, forward+"/greeter?name=Dev", "Hello Dev "+text, written, editBound)
 		greeterTook = append(greeterTook, a.served.Sub(written))
 		d.waitIdle(t, written)
-		t.Logf("greeter edit %d: served %s after the write\n%s", i, a.served.Sub(written).Round(100*time.Millisecond),
+		t.Logf("greeter edit %d: served %s after the write\n%s", i, seconds(a.served.Sub(written)),
 			stages(d, builds, podEvents, "greeter", written, a))
 		if i == 1 {
 			t.Logf("skaffold printed, for the first:\n%s", d.transcript(written, "Watching for changes..."))
@@ -106,7 +106,7 @@ func TestDev(t *testing.T) {
 		a := servedAfter(t, forward+"/", text, written, editBound)
 		pageTook = append(pageTook, a.served.Sub(written))
 		d.waitIdle(t, written)
-		t.Logf("page edit %d: served %s after the write\n%s", i, a.served.Sub(written).Round(100*time.Millisecond),
+		t.Logf("page edit %d: served %s after the write\n%s", i, seconds(a.served.Sub(written)),
 			stages(d, builds, podEvents, "web", written, a))
 	}
 
@@ -141,7 +141,7 @@ func TestDev(t *testing.T) {
 	written = greeter(line + ` + " (mended)"`)
 	mended := servedAfter(t, forward+"/greeter?name=Dev", "Howdy Dev (mended)", written, editBound).served
 	d.waitIdle(t, written)
-	t.Logf("the edit after the broken one: served %s after the write", mended.Sub(written).Round(100*time.Millisecond))
+	t.Logf("the edit after the broken one: served %s after the write", seconds(mended.Sub(written)))
 
 	// The loop ran from the first answer through every redeploy.
 	results := loop.stop()
@@ -184,7 +184,12 @@ func startDev(t *testing.T, dir, ns string) *devSession {
 	path := strings.Join([]string{filepath.Dir(bins.Skaffold), filepath.Dir(bins.Kubectl), filepath.Dir(bins.Kustomize), os.Getenv("PATH")}, ":")
 	cmd := exec.Command("make", "dev")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	// A shell's environment: not the make test-cluster this may run under.
+	shell := slices.DeleteFunc(os.Environ(), func(v string) bool {
+		name, _, _ := strings.Cut(v, "=")
+		return name == "MAKEFLAGS" || name == "MFLAGS" || name == "MAKELEVEL"
+	})
+	cmd.Env = append(shell,
 		"PATH="+path,
 		"KUBECONFIG="+env.cluster.Kubeconfig,
 		"SKAFFOLD_DEFAULT_REPO="+env.cluster.Registry,
@@ -729,10 +734,13 @@ func median(ds []time.Duration) string {
 	sorted := slices.Sorted(slices.Values(ds))
 	var all []string
 	for _, d := range ds {
-		all = append(all, d.Round(100*time.Millisecond).String())
+		all = append(all, seconds(d))
 	}
-	return fmt.Sprintf("median %s of %s", sorted[len(sorted)/2].Round(100*time.Millisecond), strings.Join(all, ", "))
+	return fmt.Sprintf("median %s of %s", seconds(sorted[len(sorted)/2]), strings.Join(all, ", "))
 }
+
+// seconds writes d in seconds, to a tenth.
+func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 
 // lastLines are the last n lines of s.
 func lastLines(s string, n int) string {
