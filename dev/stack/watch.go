@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/micro/kubernetes/pkg/k8s"
 )
 
 // PollInterval is how often Watch looks at the sources. Polling a few
@@ -125,6 +127,12 @@ func (s *Stack) rebuild(ctx context.Context, root string, ts []target, seen time
 			if s.binary(name) != t.name {
 				continue
 			}
+			if len(reloaded) > 0 && s.binary(reloaded[len(reloaded)-1]) == t.name {
+				// A replica waits until its callers have found the one
+				// before it again, as a rollout waits for a new pod, so
+				// that one of them always takes calls.
+				time.Sleep(replicaGap)
+			}
 			if err := s.reload(ctx, name); err != nil {
 				s.say("restarting %s: %v", name, err)
 				continue
@@ -139,6 +147,10 @@ func (s *Stack) rebuild(ctx context.Context, root string, ts []target, seen time
 	s.say("%s restarted on the new build, serving %s after the change was seen",
 		strings.Join(reloaded, ", "), time.Since(seen).Round(100*time.Millisecond))
 }
+
+// replicaGap is how long the callers of a restarted process may take to
+// connect to it again: pkg/k8s's longest backoff, and its jitter.
+const replicaGap = k8s.ReconnectMaxDelay * 5 / 4
 
 // binary is the binary a process runs.
 func (s *Stack) binary(name string) string {

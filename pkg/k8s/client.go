@@ -175,7 +175,7 @@ func (c *callClient) conn(addr string) (*grpc.ClientConn, error) {
 		// itself may take gRPC's default 20 s (a hung server): calls wait on
 		// it until their own deadline.
 		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: reconnectJitter, MaxDelay: ReconnectMaxDelay},
 			MinConnectTimeout: 20 * time.Second,
 		}),
 	)...)
@@ -185,6 +185,13 @@ func (c *callClient) conn(addr string) (*grpc.ClientConn, error) {
 	c.conns[addr] = cc
 	return cc, nil
 }
+
+// ReconnectMaxDelay is the longest a client waits before it tries again
+// to connect to an address it lost, give or take reconnectJitter of it.
+const (
+	ReconnectMaxDelay = time.Second
+	reconnectJitter   = 0.2
+)
 
 // KeepaliveTime is how long a connection with calls waiting on it may go
 // without hearing from the server before the client pings it (10 s is the

@@ -20,8 +20,9 @@ const inARow = 20
 // make run's inner loop, in a copy of the repository: each edit of the
 // greeter's Go code is rebuilt and served while the web and the gateway
 // keep running; an edit that does not compile is printed and the greeter
-// keeps serving the last one that did; the next good edit is served. The
-// time from each write to the new answer is logged (docs/development.md).
+// keeps serving the last one that did; the next good edit is served; with
+// two replicas of the greeter, an edit costs no answer. The time from each
+// write to the new answer is logged (docs/development.md).
 func TestLocalRunReloadsAnEdit(t *testing.T) {
 	root, err := stack.Root(t.Context())
 	if err != nil {
@@ -54,7 +55,7 @@ func TestLocalRunReloadsAnEdit(t *testing.T) {
 	var took []time.Duration
 	for i, text := range []string{"(edit 1)", "(edit 2)", "(edit 3)"} {
 		written := edit(`" ` + text + `"`)
-		served, others := servedAfter(t, url, "Hello Edit "+text)
+		served, others := servedAfter(t, url, "Hello Edit "+text, written)
 		took = append(took, served.Sub(written))
 		t.Logf("edit %d: served %s after the write (answers meanwhile: %v)", i+1, served.Sub(written).Round(10*time.Millisecond), others)
 	}
@@ -73,24 +74,38 @@ func TestLocalRunReloadsAnEdit(t *testing.T) {
 		}
 	}
 	written := edit(`" (fixed)"`)
-	served, _ := servedAfter(t, url, "Hello Edit (fixed)")
+	served, _ := servedAfter(t, url, "Hello Edit (fixed)", written)
 	t.Logf("the edit after the broken one: served %s after the write", served.Sub(written).Round(10*time.Millisecond))
 
 	if pid := pidOf(t, r.bin, "web"); pid != webPid {
 		t.Errorf("the web restarted (pid %d, then %d): only the greeter's sources changed", webPid, pid)
 	}
 	r.stop(t, syscall.SIGINT)
+
+	// With two replicas they restart one at a time, and the web, which
+	// balances over them, answers every request.
+	r = startRunner(t, copyDir, "-greeter-replicas=2")
+	url = r.ports.URL() + "/greeter?name=Edit"
+	written = edit(`" (replicas)"`)
+	served, others := servedAfter(t, url, "Hello Edit (replicas)", written)
+	t.Logf("with two replicas: served %s after the write (answers meanwhile: %v)", served.Sub(written).Round(10*time.Millisecond), others)
+	for status := range others {
+		if status != 200 {
+			t.Errorf("with two replicas, the web answered %d while they restarted: %v", status, others)
+		}
+	}
+	r.stop(t, syscall.SIGINT)
 }
 
-// servedAfter asks url until it answers want inARow times in a row, and
-// returns when the first of those was sent; others counts what else it
-// answered meanwhile, by status.
-func servedAfter(t *testing.T, url, want string) (time.Time, map[int]int) {
+// servedAfter asks url until it answers want inARow times in a row, at
+// most 2 minutes after the edit was written, and returns when the first of
+// those was sent; others counts what else it answered meanwhile, by status.
+func servedAfter(t *testing.T, url, want string, written time.Time) (time.Time, map[int]int) {
 	t.Helper()
 	others := map[int]int{}
 	var first time.Time
 	streak := 0
-	for deadline := time.Now().Add(2 * time.Minute); streak < inARow; time.Sleep(10 * time.Millisecond) {
+	for deadline := written.Add(2 * time.Minute); streak < inARow; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s did not answer %q %d times in a row within 2m; meanwhile %v", url, want, inARow, others)
 		}
