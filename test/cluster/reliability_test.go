@@ -66,16 +66,29 @@ func TestReliability(t *testing.T) {
 
 	t.Run("rolling restarts under load lose nothing", func(t *testing.T) {
 		l := startLoop(t.Context(), url, loadRate)
+		t0 := time.Now()
+		began := map[string]time.Duration{}
 		for _, d := range []string{"greeter", "web"} {
+			began[d] = time.Since(t0)
 			kubectl(t, "rollout", "restart", "deployment/"+d, "--namespace="+ns)
 			kubectl(t, "rollout", "status", "deployment/"+d, "--namespace="+ns, "--timeout=3m")
 		}
-		time.Sleep(5 * time.Second) // the old web pod's last connections end
+		// The old pods' last connections end: the greeter's after its
+		// preStop and graceful stop, the web's after its own.
+		time.Sleep(12 * time.Second)
 		results := l.stop()
 		s := summarize(results)
-		t.Logf("%d requests in %s (%.0f/s) across both rollouts: %v", len(results), s.span.Round(time.Second), s.rate, s.statuses)
+		t.Logf("%d requests in %s (%.0f/s) across both rollouts (the greeter's began at +0s, the web's at +%s): %v",
+			len(results), s.span.Round(time.Second), s.rate, began["web"].Round(time.Second), s.statuses)
 		if s.statuses["200"] != len(results) {
 			t.Errorf("not every answer was 200: %v", s.statuses)
+			shown := 0
+			for _, r := range results {
+				if r.status != "200" && shown < 20 {
+					shown++
+					t.Errorf("  %s, sent at +%s, after %s", r.status, r.at.Sub(t0).Round(time.Millisecond), r.took.Round(time.Millisecond))
+				}
+			}
 		}
 		if s.rate < 50 {
 			t.Errorf("the loop sent %.0f requests a second, want at least 50", s.rate)
