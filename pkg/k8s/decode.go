@@ -13,7 +13,7 @@ import (
 // protobuf or JSON request that does not decode (malformed bytes, a string that is
 // not UTF-8): the caller sent it, the caller must fix it, retrying is futile.
 // gRPC writes Internal itself as soon as its codec fails, so the stream takes
-// the raw bytes and decodes them here. (The short path, fastServer, decodes
+// the raw bytes and decodes them here. (The server's fast path, fastServer, decodes
 // its calls the same way itself.)
 func refuseUndecodable(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ct, _ := incomingHeader(ss.Context(), "content-type")

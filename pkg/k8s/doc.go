@@ -17,9 +17,18 @@
 //     exposed, not go-micro's Log, Stats or Trace debug endpoints.
 //   - grpc.health.v1.Health registered: the kubelet's native grpc readiness
 //     probe asks it, and it answers NOT_SERVING as soon as the service stops.
-//   - One multiplexed gRPC connection per address for calls: with one
-//     Service address per service, go-micro's pool (a connection per
-//     concurrent call, closed after any failed call) only costs.
+//   - The fast paths: the server serves unary calls (fastServer) and the
+//     client sends them (fastClient) with less work per call than go-micro's,
+//     over one multiplexed gRPC connection per address: with one Service
+//     address per service, go-micro's pool (a connection per concurrent call,
+//     closed after any failed call) only costs. They keep go-micro's
+//     behaviour (docs/design.md lists the two differences), hand any call
+//     whose options they do not implement to go-micro's own server or client,
+//     and switch off with --fast_paths=false (MICRO_FAST_PATHS=false) or
+//     FastPaths(false).
+//   - No retries (--client_retries=0): a deadline bounds each call,
+//     Kubernetes takes failed pods out of the Service, and retries multiply
+//     an overload. Set a number and go-micro's client retries.
 //   - Bounded messages, headers, bodies and HTTP phases, a graceful stop
 //     shorter than the pods' grace period, and undecodable requests answered
 //     InvalidArgument: what a pod exposed to a cluster's traffic needs.

@@ -1,11 +1,16 @@
 package k8s
 
 import (
-	"errors"
+	"context"
+	"io"
+	"os"
+	"strings"
 
 	merrors "go-micro.dev/v6/errors"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 )
 
 // grpcCodes are the gRPC codes go-micro errors travel as, by their
@@ -14,6 +19,7 @@ import (
 // the code its caller sees; the client turns a status back into the go-micro
 // error callers expect.
 var grpcCodes = map[int32]codes.Code{
+	200: codes.OK,
 	400: codes.InvalidArgument,
 	401: codes.Unauthenticated,
 	403: codes.PermissionDenied,
@@ -26,17 +32,65 @@ var grpcCodes = map[int32]codes.Code{
 	503: codes.Unavailable,
 }
 
-// grpcCode is the code an RPC's error travels as.
+// grpcCode is the code an RPC's error travels as (see grpcStatus).
 func grpcCode(err error) codes.Code {
-	if err == nil {
+	switch e := err.(type) {
+	case nil:
 		return codes.OK
-	}
-	var merr *merrors.Error
-	if !errors.As(err, &merr) {
+	case *merrors.Error:
+		if c, ok := grpcCodes[e.Code]; ok {
+			return c
+		}
 		return codes.Unknown
 	}
-	if c, ok := grpcCodes[merr.Code]; ok {
-		return c
+	return convertCode(err)
+}
+
+// grpcStatus is the status a handler's error travels as, as go-micro's
+// server sends it (server/grpc/grpc.go): a go-micro error (or any protobuf
+// error) with its code and itself as the detail the go-micro client reads
+// back. A go-micro error wrapped in another is a plain error to go-micro.
+func grpcStatus(err error) error {
+	if merr, ok := err.(*merrors.Error); ok {
+		merr.Detail = strings.ToValidUTF8(merr.Detail, "")
+		st, serr := status.New(grpcCode(merr), merr.Error()).WithDetails(merr)
+		if serr != nil {
+			return serr
+		}
+		return st.Err()
+	}
+	if pm, ok := err.(proto.Message); ok {
+		st, serr := status.New(convertCode(err), err.Error()).WithDetails(protoadapt.MessageV1Of(pm))
+		if serr != nil {
+			return serr
+		}
+		return st.Err()
+	}
+	return status.New(convertCode(err), err.Error()).Err()
+}
+
+// convertCode is go-micro's server's code for an error that is not its own
+// (server/grpc/util.go).
+func convertCode(err error) codes.Code {
+	switch err {
+	case io.EOF:
+		return codes.OutOfRange
+	case io.ErrClosedPipe, io.ErrNoProgress, io.ErrShortBuffer, io.ErrShortWrite, io.ErrUnexpectedEOF:
+		return codes.FailedPrecondition
+	case os.ErrInvalid:
+		return codes.InvalidArgument
+	case context.Canceled:
+		return codes.Canceled
+	case context.DeadlineExceeded:
+		return codes.DeadlineExceeded
+	}
+	switch {
+	case os.IsExist(err):
+		return codes.AlreadyExists
+	case os.IsNotExist(err):
+		return codes.NotFound
+	case os.IsPermission(err):
+		return codes.PermissionDenied
 	}
 	return codes.Unknown
 }
@@ -56,8 +110,11 @@ func microCode(c codes.Code) int32 {
 	return 500
 }
 
-// microError turns a gRPC status into the go-micro error callers expect:
-// the one the server sent (in the status's details), or one by code.
+// microError turns a gRPC status into the go-micro error callers expect,
+// as go-micro's client does (client/grpc/error.go): the one the server sent
+// in the status's details, or as the status's message (go-micro's server
+// sends a router's errors so), or one by code. A detail that is not a
+// go-micro error is skipped, where go-micro's client panics.
 func microError(err error) error {
 	if err == nil {
 		return nil
@@ -70,6 +127,9 @@ func microError(err error) error {
 		if merr, ok := d.(*merrors.Error); ok {
 			return merr
 		}
+	}
+	if merr := merrors.Parse(s.Message()); merr.Code > 0 {
+		return merr
 	}
 	return merrors.New("go.micro.client", s.Message(), microCode(s.Code()))
 }

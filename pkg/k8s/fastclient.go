@@ -2,8 +2,12 @@ package k8s
 
 import (
 	"context"
+	"net"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go-micro.dev/v6/client"
@@ -21,89 +25,214 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 )
 
-// callClient is go-micro's gRPC client with a leaner Call: one gRPC client
-// per address, shared by every call (HTTP/2 multiplexes them), instead of
+// fastClient is go-micro's gRPC client with a faster Call, the client's
+// fast path: one gRPC client per address (or per service of several
+// addresses), shared by every call (HTTP/2 multiplexes them), instead of
 // go-micro's pool, which dials a connection per concurrent call, closes one
 // after any failed call, and adds goroutines to every call. Each gRPC client
 // resolves its address with gRPC's DNS resolver and balances calls round
 // robin over every address it gets: a headless Service's name gives the
-// address of every ready pod (see roundRobin). Streams and publishing stay
-// go-micro's.
-type callClient struct {
+// address of every ready pod (see roundRobin).
+//
+// It takes only the calls whose options it honours: the switch is on (see
+// FastPaths), every client and call option is pkg/k8s's default or one it
+// implements (the request timeout, an address, select options, call
+// wrappers), and the address is not one go-micro dials with TLS. Any other
+// call, streams and publishing go to go-micro's client as they are: a
+// go-micro gRPC option (AuthTLS, DialOptions, ...) works exactly as
+// go-micro documents it, at go-micro's cost.
+type fastClient struct {
 	client.Client
+	on  *atomic.Bool // the switch, shared with the service's server
+	err error        // a bad EnvFastPaths, which every call reports
 
 	mu    sync.RWMutex
 	opts  client.Options // a copy of the embedded client's, kept by Init
+	base  client.Options // pkg/k8s's defaults, which the fast path implements
+	stock string         // an option set that it does not ("": none)
 	conns map[string]*grpc.ClientConn
+	nodes map[string]*serviceConn // connections to services of several nodes
 }
 
-func newCallClient(c client.Client) *callClient {
-	return &callClient{Client: c, opts: c.Options(), conns: map[string]*grpc.ClientConn{}}
+func newFastClient(c client.Client, on *atomic.Bool) *fastClient {
+	opts := c.Options()
+	return &fastClient{Client: c, on: on, opts: opts, base: opts, conns: map[string]*grpc.ClientConn{}, nodes: map[string]*serviceConn{}}
 }
 
 // Init sets options, and keeps a copy for Call: go-micro's Options returns a
 // large struct by value, too costly to copy on every call.
-func (c *callClient) Init(opts ...client.Option) error {
+func (c *fastClient) Init(opts ...client.Option) error {
 	err := c.Client.Init(opts...)
 	c.mu.Lock()
 	c.opts = c.Client.Options()
+	c.stock = unhonoured(c.opts, c.base)
 	c.mu.Unlock()
 	return err
 }
 
-func (c *callClient) Options() client.Options {
+func (c *fastClient) Options() client.Options {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.opts
 }
 
+// unhonoured names an option of o, changed from pkg/k8s's defaults (base),
+// that the fast path does not implement; "" when there is none. go-micro
+// keeps its gRPC options under keys of its own in the options' Context, so
+// any change to that Context counts.
+func unhonoured(o, base client.Options) string {
+	switch {
+	case o.Context != base.Context:
+		return "a gRPC option of go-micro's client (AuthTLS, Codec, MaxRecvMsgSize, MaxSendMsgSize, PoolMaxStreams, PoolMaxIdle)"
+	case o.PoolSize != base.PoolSize || o.PoolTTL != base.PoolTTL:
+		return "PoolSize or PoolTTL"
+	}
+	return unhonouredCall(o.CallOptions, base.CallOptions)
+}
+
+func unhonouredCall(o, base client.CallOptions) string {
+	switch {
+	case o.Context != base.Context:
+		return "a gRPC call option of go-micro's client (DialOptions, CallOptions)"
+	case o.Retries != base.Retries:
+		return "Retries"
+	case o.DialTimeout != base.DialTimeout:
+		return "DialTimeout"
+	case reflect.ValueOf(o.Backoff).Pointer() != reflect.ValueOf(base.Backoff).Pointer():
+		return "Backoff"
+	case reflect.ValueOf(o.Retry).Pointer() != reflect.ValueOf(base.Retry).Pointer():
+		return "Retry"
+	}
+	return ""
+}
+
 // Call sends the request to the address the call options or the selector
 // give, within the context's deadline (or the request timeout), through the
-// call wrappers. It does not retry: a deadline bounds it, and Kubernetes
-// takes failed pods out of the Service.
-func (c *callClient) Call(ctx context.Context, req client.Request, rsp any, opts ...client.CallOption) error {
+// call wrappers, or hands it to go-micro's client (see fastClient). Like
+// go-micro's with pkg/k8s's default of no retries, it tries once: a deadline
+// bounds it, Kubernetes takes failed pods out of the Service, and retries
+// would multiply an overload.
+func (c *fastClient) Call(ctx context.Context, req client.Request, rsp any, opts ...client.CallOption) error {
+	if c.err != nil {
+		return errors.InternalServerError("go.micro.client", "%v", c.err)
+	}
 	c.mu.RLock()
-	o, sel := c.opts.CallOptions, c.opts.Selector
+	o, sel, stock := c.opts.CallOptions, c.opts.Selector, c.stock
 	c.mu.RUnlock()
-	for _, opt := range opts {
-		opt(&o)
+	if stock != "" || !c.on.Load() {
+		return c.Client.Call(ctx, req, rsp, opts...)
+	}
+	if len(opts) > 0 {
+		for _, opt := range opts {
+			opt(&o)
+		}
+		if unhonouredCall(o, c.base.CallOptions) != "" || selectsOwnNode(o.SelectOptions) {
+			return c.Client.Call(ctx, req, rsp, opts...)
+		}
+	}
+	target, nodes, err := c.target(sel, req.Service(), o)
+	if err != nil {
+		return err
+	}
+	if dialsTLS(target) {
+		return c.Client.Call(ctx, req, rsp, opts...)
 	}
 	if _, ok := ctx.Deadline(); !ok && o.RequestTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.RequestTimeout)
 		defer cancel()
 	}
-	node, err := c.node(sel, req.Service(), o)
-	if err != nil {
-		return err
+	if err := ctx.Err(); err != nil { // as go-micro's client answers it
+		return errors.New("go.micro.client", err.Error(), 408)
 	}
 	call := c.call
+	if nodes != nil {
+		call = func(ctx context.Context, _ *registry.Node, req client.Request, rsp any, o client.CallOptions) error {
+			return c.callNodes(ctx, req.Service(), nodes, req, rsp)
+		}
+	}
 	for i := len(o.CallWrappers); i > 0; i-- {
 		call = o.CallWrappers[i-1](call)
 	}
-	return call(ctx, node, req, rsp, o)
+	return call(ctx, target, req, rsp, o)
 }
 
-func (c *callClient) node(sel selector.Selector, service string, o client.CallOptions) (*registry.Node, error) {
-	if len(o.Address) > 0 {
-		return &registry.Node{Address: o.Address[0]}, nil
+// selectsOwnNode tells whether select options choose a strategy of their
+// own, which must pick each call's node as go-micro's client lets it.
+func selectsOwnNode(opts []selector.SelectOption) bool {
+	if len(opts) == 0 {
+		return false
 	}
-	next, err := sel.Select(service, o.SelectOptions...)
+	var o selector.SelectOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o.Strategy != nil
+}
+
+// dialsTLS tells whether go-micro's client dials node with TLS although no
+// AuthTLS is set: port 443, no port, or an https:// address.
+func dialsTLS(node *registry.Node) bool {
+	if node == nil {
+		return false
+	}
+	_, port, err := net.SplitHostPort(node.Address)
+	return err != nil || port == "443" || strings.HasPrefix(node.Address, "https://")
+}
+
+// target is the call's node: its address option, or the one node the
+// selector gives; or, for a service of several nodes, every node, which
+// the call balances over itself (they reach it through go-micro's
+// strategy option, as any selector honours it).
+func (c *fastClient) target(sel selector.Selector, service string, o client.CallOptions) (*registry.Node, []*registry.Node, error) {
+	if len(o.Address) > 0 {
+		return &registry.Node{Address: o.Address[0]}, nil, nil
+	}
+	var nodes []*registry.Node
+	collect := func(services []*registry.Service) selector.Next {
+		for _, s := range services {
+			nodes = append(nodes, s.Nodes...)
+		}
+		return func() (*registry.Node, error) {
+			if len(nodes) == 0 {
+				return nil, selector.ErrNoneAvailable
+			}
+			return nodes[0], nil
+		}
+	}
+	next, err := sel.Select(service, append(o.SelectOptions[:len(o.SelectOptions):len(o.SelectOptions)], selector.WithStrategy(collect))...)
 	if err != nil {
-		return nil, errors.InternalServerError("go.micro.client", "selecting %s: %v", service, err)
+		return nil, nil, errors.InternalServerError("go.micro.client", "selecting %s: %v", service, err)
 	}
 	node, err := next()
 	if err != nil {
-		return nil, errors.InternalServerError("go.micro.client", "selecting %s: %v", service, err)
+		return nil, nil, errors.InternalServerError("go.micro.client", "selecting %s: %v", service, err)
 	}
-	return node, nil
+	if len(nodes) > 1 {
+		return node, nodes, nil
+	}
+	return node, nil, nil
 }
 
-func (c *callClient) call(ctx context.Context, node *registry.Node, req client.Request, rsp any, _ client.CallOptions) error {
+func (c *fastClient) call(ctx context.Context, node *registry.Node, req client.Request, rsp any, _ client.CallOptions) error {
 	cc, err := c.conn(node.Address)
 	if err != nil {
 		return errors.InternalServerError("go.micro.client", "connecting to %s: %v", node.Address, err)
 	}
+	return invoke(ctx, cc, req, rsp)
+}
+
+// callNodes sends the call over the service's connection to all of its
+// nodes, which gRPC balances round robin over the ones that are up.
+func (c *fastClient) callNodes(ctx context.Context, service string, nodes []*registry.Node, req client.Request, rsp any) error {
+	cc, err := c.nodesConn(service, nodes)
+	if err != nil {
+		return errors.InternalServerError("go.micro.client", "connecting to %s: %v", service, err)
+	}
+	return invoke(ctx, cc, req, rsp)
+}
+
+func invoke(ctx context.Context, cc *grpc.ClientConn, req client.Request, rsp any) error {
 	if md, ok := metadata.FromContext(ctx); ok {
 		pairs := make([]string, 0, 2*len(md))
 		for k, v := range md {
@@ -136,7 +265,7 @@ var contentSubtypes = map[string][]grpc.CallOption{
 }
 
 // conn is the one connection to addr, made on first use.
-func (c *callClient) conn(addr string) (*grpc.ClientConn, error) {
+func (c *fastClient) conn(addr string) (*grpc.ClientConn, error) {
 	c.mu.RLock()
 	cc, ok := c.conns[addr]
 	c.mu.RUnlock()
@@ -148,20 +277,78 @@ func (c *callClient) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
-	target, opts := addr, []grpc.DialOption{}
-	if addrs := strings.Split(addr, ","); len(addrs) > 1 {
-		// Several addresses pinned to one service (make run's replicas):
-		// gRPC's manual resolver gives them all to the balancer.
-		r := manual.NewBuilderWithScheme("pinned")
-		state := resolver.State{}
-		for _, a := range addrs {
-			state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
-		}
-		r.InitialState(state)
-		target, opts = r.Scheme()+":///"+addr, append(opts, grpc.WithResolvers(r))
+	cc, err := grpc.NewClient(addr, dialOptions()...)
+	if err != nil {
+		return nil, err
 	}
-	cc, err := grpc.NewClient(target, append(opts,
-		// Plain text: in the cluster a mesh adds mTLS (see the conduit profile).
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// nodesConn is the one connection to a service of several nodes: gRPC's
+// manual resolver gives them all to the balancer, and is given them again
+// when the selector's list changes.
+func (c *fastClient) nodesConn(service string, nodes []*registry.Node) (*grpc.ClientConn, error) {
+	c.mu.RLock()
+	n, ok := c.nodes[service]
+	c.mu.RUnlock()
+	if ok && n.same(nodes) {
+		return n.cc, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.nodes[service]; ok {
+		if !n.same(nodes) {
+			n.addrs = addresses(nodes)
+			n.r.UpdateState(n.state())
+		}
+		return n.cc, nil
+	}
+	n = &serviceConn{r: manual.NewBuilderWithScheme("nodes"), addrs: addresses(nodes)}
+	n.r.InitialState(n.state())
+	cc, err := grpc.NewClient(n.r.Scheme()+":///"+service, append(dialOptions(), grpc.WithResolvers(n.r))...)
+	if err != nil {
+		return nil, err
+	}
+	n.cc = cc
+	c.nodes[service] = n
+	return cc, nil
+}
+
+// serviceConn is a connection to every node of a service.
+type serviceConn struct {
+	cc    *grpc.ClientConn
+	r     *manual.Resolver
+	addrs []string // as the resolver last gave them
+}
+
+func (n *serviceConn) same(nodes []*registry.Node) bool {
+	return slices.EqualFunc(n.addrs, nodes, func(a string, node *registry.Node) bool { return a == node.Address })
+}
+
+func (n *serviceConn) state() resolver.State {
+	s := resolver.State{}
+	for _, a := range n.addrs {
+		s.Addresses = append(s.Addresses, resolver.Address{Addr: a})
+	}
+	return s
+}
+
+func addresses(nodes []*registry.Node) []string {
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Address
+	}
+	return addrs
+}
+
+// dialOptions are the fast path's connections' options.
+func dialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		// Plain text, as go-micro's client dials without AuthTLS (calls
+		// that set it, or go to an address go-micro dials with TLS, go
+		// through go-micro's client): in the cluster a mesh adds mTLS
+		// (see the conduit profile).
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(roundRobin),
 		// A server that stops answering while calls wait on it (a hung
@@ -178,12 +365,7 @@ func (c *callClient) conn(addr string) (*grpc.ClientConn, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: reconnectJitter, MaxDelay: ReconnectMaxDelay},
 			MinConnectTimeout: 20 * time.Second,
 		}),
-	)...)
-	if err != nil {
-		return nil, err
 	}
-	c.conns[addr] = cc
-	return cc, nil
 }
 
 // ReconnectMaxDelay is the longest a client waits before it tries again

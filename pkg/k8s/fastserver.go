@@ -2,17 +2,15 @@ package k8s
 
 import (
 	"context"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"reflect"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go-micro.dev/v6/codec"
@@ -20,29 +18,30 @@ import (
 	meta "go-micro.dev/v6/metadata"
 	"go-micro.dev/v6/server"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	gmetadata "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/protoadapt"
 )
 
-// fastServer is go-micro's gRPC server with a shorter path for unary calls:
-// what go-micro does on every call that only costs (copying and joining
-// every header, formatting the method's name twice, marshalling the
-// decoded request again for a body nobody reads, building a status for
-// success) is done once per method, or not at all. The handler is still
-// found by go-micro's rules, called through the service's handler
-// wrappers with the request they saw before, and its errors travel with
-// the codes and details go-micro gives them. Every handler registered
-// through it is served so; streams, and methods it does not know, go to
+// fastServer is go-micro's gRPC server with a faster path for unary calls,
+// the server's fast path: what go-micro does on every call that only costs
+// (copying and joining every header, formatting the method's name twice,
+// marshalling the decoded request again for a body nobody reads, building
+// a status for success) is done once per method, or not at all. The
+// handler is still found by go-micro's rules, called through the service's
+// handler wrappers (as they are after the last Init) with the request they
+// saw before, and its errors travel with the codes and details go-micro
+// gives them. Every handler registered through it is served so; streams,
+// methods it does not know, every call while a server.WithRouter router is
+// set, and every call while the switch is off (see FastPaths) go to
 // go-micro as before.
 type fastServer struct {
 	server.Server
+	on *atomic.Bool // the switch, shared with the service's client
 
 	mu       sync.RWMutex
+	routed   bool                               // a router serves every call
 	services map[string]map[string]*unaryMethod // by handler name, then method
 }
 
@@ -52,9 +51,15 @@ type unaryMethod struct {
 	endpoint string        // "Greeter.Hello"
 	fn, recv reflect.Value // the method's function, and the handler it is called on
 	req, rsp reflect.Type  // what the pointers point to
-	wrap     sync.Once
-	handle   server.HandlerFunc // fn through the handler wrappers
-	service  string             // the server's name, as go-micro gives it
+	// handle is fn through the handler wrappers, built on the first call
+	// after the server's options last changed.
+	handle atomic.Pointer[wrapped]
+}
+
+// wrapped is a method's handler, and the server's name as go-micro gives it.
+type wrapped struct {
+	handle  server.HandlerFunc
+	service string
 }
 
 var (
@@ -63,8 +68,24 @@ var (
 	protoType   = reflect.TypeFor[proto.Message]()
 )
 
-func newFastServer() *fastServer {
-	return &fastServer{services: map[string]map[string]*unaryMethod{}}
+func newFastServer(on *atomic.Bool) *fastServer {
+	return &fastServer{on: on, services: map[string]map[string]*unaryMethod{}}
+}
+
+// Init sets options, as go-micro's server does, and has the fast path
+// follow them: the handler wrappers and the router are read again.
+func (s *fastServer) Init(opts ...server.Option) error {
+	err := s.Server.Init(opts...)
+	routed := s.Server.Options().Router != nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.routed = routed
+	for _, methods := range s.services {
+		for _, m := range methods {
+			m.handle.Store(nil)
+		}
+	}
+	return err
 }
 
 // Handle registers the handler with go-micro, and its unary methods here.
@@ -91,9 +112,16 @@ func (s *fastServer) Handle(h server.Handler) error {
 	return nil
 }
 
+// lookup is the method the fast path serves, or nil.
 func (s *fastServer) lookup(service, method string) *unaryMethod {
+	if !s.on.Load() {
+		return nil
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.routed {
+		return nil
+	}
 	return s.services[service][method]
 }
 
@@ -184,7 +212,11 @@ func remoteAddr(addr net.Addr) string {
 // serve handles one unary call as go-micro's server does (server/grpc),
 // without its per-call overheads.
 func (s *fastServer) serve(ss grpc.ServerStream, m *unaryMethod) error {
-	m.wrap.Do(func() { s.wrapMethod(m) })
+	h := m.handle.Load()
+	if h == nil {
+		h = s.wrap(m)
+		m.handle.Store(h)
+	}
 	ctx, ct, cancel := callContext(ss.Context())
 	defer cancel()
 
@@ -197,18 +229,17 @@ func (s *fastServer) serve(ss grpc.ServerStream, m *unaryMethod) error {
 		return err
 	}
 	rsp := reflect.New(m.rsp).Interface()
-	r := &fastRequest{service: m.service, endpoint: m.endpoint, contentType: ct, body: req}
-	if err := m.handle(ctx, r, rsp); err != nil {
+	r := &fastRequest{service: h.service, endpoint: m.endpoint, contentType: ct, body: req}
+	if err := h.handle(ctx, r, rsp); err != nil {
 		return grpcStatus(err)
 	}
 	return ss.SendMsg(rsp)
 }
 
-// wrapMethod builds the method's handler: the call, recovering a panic as
-// go-micro does, inside the service's handler wrappers, once.
-func (s *fastServer) wrapMethod(m *unaryMethod) {
+// wrap builds the method's handler: the call, recovering a panic as
+// go-micro does, inside the service's handler wrappers.
+func (s *fastServer) wrap(m *unaryMethod) *wrapped {
 	opts := s.Server.Options()
-	m.service = opts.Name
 	call := func(ctx context.Context, req server.Request, rsp any) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -228,56 +259,7 @@ func (s *fastServer) wrapMethod(m *unaryMethod) {
 	for i := len(opts.HdlrWrappers); i > 0; i-- {
 		call = opts.HdlrWrappers[i-1](call)
 	}
-	m.handle = call
-}
-
-// grpcStatus is the status a handler's error travels as, as go-micro's
-// server sends it: a go-micro error (or any protobuf error) with its code
-// and itself as the detail the go-micro client reads back.
-func grpcStatus(err error) error {
-	var merr *merrors.Error
-	if errors.As(err, &merr) {
-		merr.Detail = strings.ToValidUTF8(merr.Detail, "")
-		st, serr := status.New(grpcCode(merr), merr.Error()).WithDetails(merr)
-		if serr != nil {
-			return serr
-		}
-		return st.Err()
-	}
-	if pm, ok := err.(proto.Message); ok {
-		st, serr := status.New(convertCode(err), err.Error()).WithDetails(protoadapt.MessageV1Of(pm))
-		if serr != nil {
-			return serr
-		}
-		return st.Err()
-	}
-	return status.New(convertCode(err), err.Error()).Err()
-}
-
-// convertCode is go-micro's server's code for an error that is not its own
-// (server/grpc/util.go).
-func convertCode(err error) codes.Code {
-	switch err {
-	case io.EOF:
-		return codes.OutOfRange
-	case io.ErrClosedPipe, io.ErrNoProgress, io.ErrShortBuffer, io.ErrShortWrite, io.ErrUnexpectedEOF:
-		return codes.FailedPrecondition
-	case os.ErrInvalid:
-		return codes.InvalidArgument
-	case context.Canceled:
-		return codes.Canceled
-	case context.DeadlineExceeded:
-		return codes.DeadlineExceeded
-	}
-	switch {
-	case os.IsExist(err):
-		return codes.AlreadyExists
-	case os.IsNotExist(err):
-		return codes.NotFound
-	case os.IsPermission(err):
-		return codes.PermissionDenied
-	}
-	return codes.Unknown
+	return &wrapped{handle: call, service: opts.Name}
 }
 
 // fastRequest is the server.Request the handler wrappers see: go-micro's

@@ -38,7 +38,7 @@ func (Faults) Echo(_ context.Context, req *debugpb.HealthRequest, rsp *debugpb.H
 	return nil
 }
 
-// The short path keeps go-micro's behaviour: handler wrappers see the
+// The fast path keeps go-micro's behaviour: handler wrappers see the
 // endpoint and the decoded request; errors keep their codes and, for
 // go-micro's own, the detail its client reads back; a panic is Internal.
 func TestUnaryCallsKeepGoMicrosBehaviour(t *testing.T) {
@@ -56,7 +56,7 @@ func TestUnaryCallsKeepGoMicrosBehaviour(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fast, ok := svc.Server().(*fastServer); !ok || fast.lookup("Faults", "Echo") == nil {
-		t.Fatal("the handler's methods did not get the short path")
+		t.Fatal("the handler's methods did not get the fast path")
 	}
 	serve(t, svc)
 	addr := svc.Server().Options().Address

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 
+	debugpb "go-micro.dev/v6/debug/proto"
 	"go-micro.dev/v6/errors"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -33,5 +34,21 @@ func (h grpcHealth) Check(_ context.Context, req *healthpb.HealthCheckRequest, r
 	if h.stopping.Load() {
 		rsp.Status = healthpb.HealthCheckResponse_NOT_SERVING
 	}
+	return nil
+}
+
+// newDebugHandler returns a handler that the server registers as "Debug",
+// answering Debug.Health and nothing else of go-micro's Debug service.
+func newDebugHandler() any {
+	type Debug struct{ health }
+	return &Debug{}
+}
+
+type health struct{}
+
+// Health answers "ok" whenever the server can take requests at all, which is
+// what a liveness probe asks.
+func (health) Health(_ context.Context, _ *debugpb.HealthRequest, rsp *debugpb.HealthResponse) error {
+	rsp.Status = "ok"
 	return nil
 }

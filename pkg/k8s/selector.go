@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -33,12 +34,15 @@ const (
 
 // staticSelector resolves a service name to the address of the Kubernetes
 // Service of that name and lets Kubernetes (or a mesh) balance behind it.
+// A name pinned to several addresses is a service of several nodes, handed
+// to the select options' filters and strategy as go-micro's own selector
+// hands a registry's nodes: round robin unless told otherwise.
 type staticSelector struct {
 	opts   selector.Options
 	domain string
 	port   string
-	pinned map[string]string // service name -> host:port[,host:port...], from EnvAddresses
-	err    error             // a bad environment, reported by every Select
+	pinned map[string][]*registry.Service // from EnvAddresses
+	err    error                          // a bad environment, reported by every Select
 }
 
 // NewStaticSelector returns the static selector, configured from
@@ -46,6 +50,7 @@ type staticSelector struct {
 // STATIC_SELECTOR_ADDRESSES.
 func NewStaticSelector(opts ...selector.Option) selector.Selector {
 	s := &staticSelector{
+		opts:   selector.Options{Strategy: selector.RoundRobin},
 		domain: strings.Trim(os.Getenv(EnvDomainName), "."),
 		port:   strconv.Itoa(DefaultPort),
 	}
@@ -67,11 +72,10 @@ func isPort(p string) bool {
 	return err == nil && n >= 1 && n <= 65535
 }
 
-// parseAddresses reads "name=host:port,name=host:port"; the addresses of a
-// name given more than once are joined with commas, which the client
-// balances over.
-func parseAddresses(v string) (map[string]string, error) {
-	pinned := map[string]string{}
+// parseAddresses reads "name=host:port,name=host:port": a service of one
+// node per address, in the order given.
+func parseAddresses(v string) (map[string][]*registry.Service, error) {
+	pinned := map[string][]*registry.Service{}
 	for _, entry := range strings.Split(v, ",") {
 		if entry = strings.TrimSpace(entry); entry == "" {
 			continue
@@ -81,10 +85,11 @@ func parseAddresses(v string) (map[string]string, error) {
 		if !ok || name == "" || err != nil || host == "" || !isPort(port) {
 			return nil, fmt.Errorf("static selector: %s entry %q is not name=host:port", EnvAddresses, entry)
 		}
-		if pinned[name] != "" {
-			addr = pinned[name] + "," + addr
+		if pinned[name] == nil {
+			pinned[name] = []*registry.Service{{Name: name}}
 		}
-		pinned[name] = addr
+		svc := pinned[name][0]
+		svc.Nodes = append(svc.Nodes, &registry.Node{Id: fmt.Sprintf("%s-%d", name, len(svc.Nodes)), Address: addr})
 	}
 	return pinned, nil
 }
@@ -98,24 +103,35 @@ func (s *staticSelector) Init(opts ...selector.Option) error {
 
 func (s *staticSelector) Options() selector.Options { return s.opts }
 
-// Select always returns the one address of the service's Kubernetes Service.
-func (s *staticSelector) Select(service string, _ ...selector.SelectOption) (selector.Next, error) {
+// Select gives the service's nodes (the one address of its Kubernetes
+// Service, or the addresses it is pinned to) through the select options'
+// filters to their strategy, or the selector's.
+func (s *staticSelector) Select(service string, opts ...selector.SelectOption) (selector.Next, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
 	if service == "" {
 		return nil, selector.ErrNotFound
 	}
-	addr, ok := s.pinned[service]
+	services, ok := s.pinned[service]
 	if !ok {
 		host := service
 		if s.domain != "" {
 			host += "." + s.domain
 		}
-		addr = net.JoinHostPort(host, s.port)
+		services = []*registry.Service{{Name: service, Nodes: []*registry.Node{{Id: service, Address: net.JoinHostPort(host, s.port)}}}}
 	}
-	node := &registry.Node{Id: service, Address: addr}
-	return func() (*registry.Node, error) { return node, nil }, nil
+	o := selector.SelectOptions{Strategy: s.opts.Strategy}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	for _, filter := range o.Filters {
+		services = filter(services)
+	}
+	if !slices.ContainsFunc(services, func(s *registry.Service) bool { return len(s.Nodes) > 0 }) {
+		return nil, selector.ErrNoneAvailable
+	}
+	return o.Strategy(services), nil
 }
 
 // Mark and Reset do nothing: Kubernetes, not the client, takes failed pods out

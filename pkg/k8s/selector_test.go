@@ -12,7 +12,6 @@ func TestStaticSelectorResolves(t *testing.T) {
 		{name: "defaults", want: "greeter:8080"},
 		{name: "pinned", pinned: "other=127.0.0.1:1, greeter=127.0.0.1:18080", port: "9090", want: "127.0.0.1:18080"},
 		{name: "pinned elsewhere", pinned: "other=127.0.0.1:1", want: "greeter:8080"},
-		{name: "pinned twice", pinned: "greeter=127.0.0.1:1,other=127.0.0.1:3,greeter=127.0.0.1:2", want: "127.0.0.1:1,127.0.0.1:2"},
 		{name: "domain", domain: "default.svc.cluster.local", want: "greeter.default.svc.cluster.local:8080"},
 		{name: "domain with dots", domain: ".prod.svc.", want: "greeter.prod.svc:8080"},
 		{name: "port", port: "9090", want: "greeter:9090"},

@@ -17,7 +17,6 @@ import (
 	"go-micro.dev/v6/client"
 	grpcclient "go-micro.dev/v6/client/grpc"
 	"go-micro.dev/v6/cmd"
-	debugpb "go-micro.dev/v6/debug/proto"
 	"go-micro.dev/v6/registry"
 	"go-micro.dev/v6/selector"
 	"go-micro.dev/v6/server"
@@ -54,7 +53,8 @@ func DefaultAddress() string { return net.JoinHostPort("0.0.0.0", strconv.Itoa(D
 // NewService returns a go-micro gRPC service named name with the Kubernetes
 // defaults described in the package comment; opts are applied after them.
 func NewService(name string, opts ...micro.Option) micro.Service {
-	return newService(name, newTelemetry(), streamWorkers, opts...)
+	m := newTelemetry()
+	return newService(name, m, newShedder(m.registry), streamWorkers, opts...)
 }
 
 // streamWorkers is how many goroutines a service keeps to run gRPC calls
@@ -64,16 +64,17 @@ func NewService(name string, opts ...micro.Option) micro.Service {
 // goroutines.
 const streamWorkers = 32
 
-// newService is NewService with the given telemetry and stream workers (0:
-// a goroutine per call, as gRPC's default).
-func newService(name string, m *telemetry, workers uint32, opts ...micro.Option) micro.Service {
+// newService is NewService with the given telemetry, load shedder and
+// stream workers (0: a goroutine per call, as gRPC's default).
+func newService(name string, m *telemetry, shed *shedder, workers uint32, opts ...micro.Option) micro.Service {
 	reg := registry.NewMemoryRegistry()
 	brk := broker.NewMemoryBroker()
 	// The command line compares --selector with this value to decide whether
 	// to swap selectors, so it must be the selector the client ends up with.
 	current := NewStaticSelector()
 
-	fast := newFastServer()
+	on, switchErr := fastPathsSwitch()
+	fast := newFastServer(on)
 	fast.Server = grpcserver.NewServer(
 		server.Name(name),
 		server.Version(version),
@@ -84,9 +85,9 @@ func newService(name string, m *telemetry, workers uint32, opts ...micro.Option)
 		grpcserver.MaxMsgSize(MaxMessageSize),
 		grpcserver.Options(
 			// Refused before anything is read when too many are in
-			// flight; then the short path; what it does not serve goes
+			// flight; then the fast path; what it does not serve goes
 			// to go-micro, undecodable requests as InvalidArgument.
-			grpc.ChainStreamInterceptor(m.shed.stream, fast.stream, refuseUndecodable),
+			grpc.ChainStreamInterceptor(shed.stream, fast.stream, refuseUndecodable),
 			grpc.InTapHandle(fast.tap),
 			grpc.NumStreamWorkers(workers),
 			// Clients resolve the service's name again when a connection
@@ -100,18 +101,20 @@ func newService(name string, m *telemetry, workers uint32, opts ...micro.Option)
 		),
 	)
 	defaults := []micro.Option{
-		// Unary calls of every registered handler take the short path
-		// (see fastServer).
+		// Unary calls of every registered handler, and the calls the
+		// service makes, take the fast paths (see FastPaths).
 		micro.Server(fast),
-		micro.Client(NewClient(client.Selector(current), client.Registry(reg), client.Broker(brk))),
+		micro.Client(newClient(on, client.Selector(current), client.Registry(reg), client.Broker(brk))),
 		// The broker before the registry: micro.Registry also re-points the
 		// service's broker, which would otherwise be go-micro's global one.
 		micro.Broker(brk),
 		micro.Registry(reg),
 		micro.Cmd(newCmd(&current)),
-		micro.Flags(m.flags()...),
+		micro.Flags(m.flag(), shed.flag(), fastPathsFlag(on)),
 		micro.WrapHandler(m.observeRPC),
+		micro.BeforeStart(func() error { return switchErr }),
 		micro.BeforeStart(logStart(name)),
+		micro.BeforeStart(shed.start),
 		micro.BeforeStart(m.start),
 		micro.AfterStop(m.stop),
 	}
@@ -132,25 +135,37 @@ func newService(name string, m *telemetry, workers uint32, opts ...micro.Option)
 
 // NewClient returns a go-micro gRPC client with the defaults of NewService:
 // the static selector, an in-memory registry and broker, bounded messages,
-// and trace context sent along (see SetupTracing). opts are applied after
-// them.
+// no retries (see fastClient.Call), trace context sent along (see
+// SetupTracing), and the fast path as EnvFastPaths says. opts are applied
+// after them.
 func NewClient(opts ...client.Option) client.Client {
-	defaults := []client.Option{
+	on, err := fastPathsSwitch()
+	c := newClient(on, opts...)
+	c.err = err // a client has no start to fail: its calls do
+	return c
+}
+
+func newClient(on *atomic.Bool, opts ...client.Option) *fastClient {
+	c := newFastClient(grpcclient.NewClient(
 		client.Selector(NewStaticSelector()),
 		client.Registry(registry.NewMemoryRegistry()),
 		client.Broker(broker.NewMemoryBroker()),
+		client.Retries(0),
 		grpcclient.MaxRecvMsgSize(MaxMessageSize),
 		grpcclient.MaxSendMsgSize(MaxMessageSize),
 		client.WrapCall(traceCall),
-	}
-	return newCallClient(grpcclient.NewClient(append(defaults, opts...)...))
+	), on)
+	_ = c.Init(opts...) // go-micro's gRPC client's Init never fails
+	return c
 }
 
 // newCmd is go-micro's command line (flags and MICRO_* variables) with the
 // static selector as the one selector it can choose by name, kept in a map of
-// its own rather than go-micro's package-level one.
+// its own rather than go-micro's package-level one, and pkg/k8s's default of
+// no retries (see fastClient.Call) as --client_retries's: go-micro's command
+// line sets its own default, 5, on every client it parses for.
 func newCmd(current *selector.Selector) cmd.Cmd {
-	return cmd.NewCmd(
+	c := cmd.NewCmd(
 		// Lists --version in --help; mains answer it (PrintVersion).
 		cmd.Version(version),
 		cmd.Selector(current),
@@ -160,6 +175,18 @@ func newCmd(current *selector.Selector) cmd.Cmd {
 			}
 		},
 	)
+	app := c.App()
+	flags := make([]cli.Flag, len(app.Flags))
+	for i, f := range app.Flags {
+		if r, ok := f.(*cli.IntFlag); ok && r.Name == "client_retries" {
+			retries := *r
+			retries.Value, retries.Usage = 0, "Sets the client retries (go-micro's retry only a 408)"
+			f = &retries
+		}
+		flags[i] = f
+	}
+	app.Flags = flags
+	return c
 }
 
 // NewWebService returns a go-micro web service named name that listens on
@@ -169,14 +196,16 @@ func newCmd(current *selector.Selector) cmd.Cmd {
 func NewWebService(name string, opts ...web.Option) web.Service {
 	var svc webService
 	m := newTelemetry()
+	shed := newShedder(m.registry)
 	defaults := []web.Option{
 		web.Name(name),
 		web.Version(version),
 		web.Address(DefaultAddress()),
 		// Its gRPC server never starts: no stream workers to wait idle.
-		web.MicroService(newService(name, m, 0)),
+		web.MicroService(newService(name, m, shed, 0)),
 		web.Server(httpapi.NewServer()),
 		web.BeforeStart(logStart(name)),
+		web.BeforeStart(shed.start),
 		web.BeforeStart(m.start),
 		web.AfterStop(m.stop),
 	}
@@ -191,7 +220,7 @@ func NewWebService(name string, opts ...web.Option) web.Service {
 		}
 		return nil
 	}))
-	svc = webService{Service: web.NewService(opts...), telemetry: m, parsed: new(atomic.Bool)}
+	svc = webService{Service: web.NewService(opts...), telemetry: m, shed: shed, parsed: new(atomic.Bool)}
 	return svc
 }
 
@@ -206,6 +235,7 @@ var ErrHelp = errors.New("help requested")
 type webService struct {
 	web.Service
 	telemetry *telemetry
+	shed      *shedder
 	parsed    *atomic.Bool // set by the command line's action, which --help skips
 }
 
@@ -235,7 +265,7 @@ func (s webService) Init(opts ...web.Option) error {
 // flight (see shedder) before they are counted, timed and logged: a refusal
 // costs next to nothing, and an overload does not flood the log.
 func (s webService) Handle(pattern string, h http.Handler) {
-	s.Service.Handle(pattern, s.telemetry.shed.http(s.telemetry.observeHTTP(h)))
+	s.Service.Handle(pattern, s.shed.http(s.telemetry.observeHTTP(h)))
 }
 
 func (s webService) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
@@ -250,20 +280,4 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
-}
-
-// newDebugHandler returns a handler that the server registers as "Debug",
-// answering Debug.Health and nothing else of go-micro's Debug service.
-func newDebugHandler() any {
-	type Debug struct{ health }
-	return &Debug{}
-}
-
-type health struct{}
-
-// Health answers "ok" whenever the server can take requests at all, which is
-// what a liveness probe asks.
-func (health) Health(_ context.Context, _ *debugpb.HealthRequest, rsp *debugpb.HealthResponse) error {
-	rsp.Status = "ok"
-	return nil
 }

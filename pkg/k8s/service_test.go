@@ -40,6 +40,8 @@ func TestMain(m *testing.M) {
 
 type childReport struct {
 	Selector, Address, Client, Registry string
+	Retries                             int
+	Fast                                bool // the client takes the fast path
 }
 
 func runChild(args []string) {
@@ -55,6 +57,8 @@ func runChild(args []string) {
 		Address:  svc.Server().Options().Address,
 		Client:   svc.Client().String(),
 		Registry: svc.Options().Registry.String(),
+		Retries:  svc.Client().Options().CallOptions.Retries,
+		Fast:     svc.Client().(*fastClient).on.Load() && svc.Client().(*fastClient).stock == "",
 	})
 }
 
@@ -143,13 +147,17 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		want            childReport
 		wantErrContains string
 	}{
-		{name: "defaults", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
-		{name: "--server_address", args: "--server_address=127.0.0.1:9999", want: childReport{Selector: "static", Address: "127.0.0.1:9999", Client: "grpc", Registry: "memory"}},
-		{name: "MICRO_SERVER_ADDRESS", env: []string{"MICRO_SERVER_ADDRESS=127.0.0.1:9998"}, want: childReport{Selector: "static", Address: "127.0.0.1:9998", Client: "grpc", Registry: "memory"}},
-		{name: "--selector=static over a caller's selector", args: "--selector=static", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
-		{name: "MICRO_SELECTOR=static over a caller's selector", env: []string{"MICRO_SELECTOR=static", "K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
-		{name: "caller's selector kept without the flag", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "registry", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
+		{name: "defaults", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true}},
+		{name: "--server_address", args: "--server_address=127.0.0.1:9999", want: childReport{Selector: "static", Address: "127.0.0.1:9999", Client: "grpc", Registry: "memory", Fast: true}},
+		{name: "MICRO_SERVER_ADDRESS", env: []string{"MICRO_SERVER_ADDRESS=127.0.0.1:9998"}, want: childReport{Selector: "static", Address: "127.0.0.1:9998", Client: "grpc", Registry: "memory", Fast: true}},
+		{name: "--selector=static over a caller's selector", args: "--selector=static", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true}},
+		{name: "MICRO_SELECTOR=static over a caller's selector", env: []string{"MICRO_SELECTOR=static", "K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true}},
+		{name: "caller's selector kept without the flag", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "registry", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true}},
 		{name: "unknown selector", args: "--selector=nope", wantErrContains: "Selector nope not found"},
+		{name: "--client_retries", args: "--client_retries=2", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Retries: 2}},
+		{name: "--fast_paths=false", args: "--fast_paths=false", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
+		{name: "MICRO_FAST_PATHS=false", env: []string{"MICRO_FAST_PATHS=false"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
+		{name: "MICRO_FAST_PATHS=maybe", env: []string{"MICRO_FAST_PATHS=maybe"}, wantErrContains: "MICRO_FAST_PATHS"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

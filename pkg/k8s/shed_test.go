@@ -32,8 +32,9 @@ func (b *Block) Wait(_ context.Context, _ *debugpb.HealthRequest, rsp *debugpb.H
 func TestGRPCCallsBeyondTheBoundAreRefused(t *testing.T) {
 	const max = 2
 	m := newTelemetry()
-	m.shed.max = max
-	svc := newService("greeter", m, streamWorkers, micro.Address("127.0.0.1:0"))
+	shed := newShedder(m.registry)
+	shed.max = max
+	svc := newService("greeter", m, shed, streamWorkers, micro.Address("127.0.0.1:0"))
 	block := &Block{release: make(chan struct{})}
 	if err := svc.Server().Handle(svc.Server().NewHandler(block)); err != nil {
 		t.Fatal(err)
@@ -56,7 +57,7 @@ func TestGRPCCallsBeyondTheBoundAreRefused(t *testing.T) {
 	}
 	// Wait until both are in flight: the next is refused.
 	deadline := time.Now().Add(5 * time.Second)
-	for len(m.shed.slots) < max && time.Now().Before(deadline) {
+	for len(shed.slots) < max && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()
@@ -85,7 +86,7 @@ func TestGRPCCallsBeyondTheBoundAreRefused(t *testing.T) {
 func TestHTTPRequestsBeyondTheBoundAreRefused(t *testing.T) {
 	svc := NewWebService("web", web.Address("127.0.0.1:0"))
 	ws := svc.(webService)
-	ws.telemetry.shed.max = 1
+	ws.shed.max = 1
 	release, entered := make(chan struct{}), make(chan struct{})
 	svc.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/health" {

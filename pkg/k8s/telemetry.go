@@ -47,8 +47,6 @@ type telemetry struct {
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
 	server       *http.Server
-	// shed bounds the requests in flight; its refusals are counted here.
-	shed *shedder
 }
 
 func newTelemetry() *telemetry {
@@ -74,12 +72,8 @@ func newTelemetry() *telemetry {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.rpcRequests, m.rpcDuration, m.httpRequests, m.httpDuration,
 	)
-	m.shed = newShedder(m.registry)
 	return m
 }
-
-// flags are --metrics_address and --max_in_flight.
-func (m *telemetry) flags() []cli.Flag { return []cli.Flag{m.flag(), m.shed.flag()} }
 
 // flag is --metrics_address, which writes the address into m.
 func (m *telemetry) flag() cli.Flag {
@@ -92,12 +86,8 @@ func (m *telemetry) flag() cli.Flag {
 	}
 }
 
-// start serves the metrics, unless turned off, and sets the bound of
-// requests in flight.
+// start serves the metrics, unless turned off.
 func (m *telemetry) start() error {
-	if err := m.shed.start(); err != nil {
-		return err
-	}
 	if m.addr == "" {
 		return nil
 	}

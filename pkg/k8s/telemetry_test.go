@@ -31,7 +31,7 @@ func scrape(t *testing.T, addr string) string {
 func TestRPCMetrics(t *testing.T) {
 	m := newTelemetry()
 	m.addr = "127.0.0.1:0"
-	svc := newService("greeter", m, streamWorkers, micro.Address("127.0.0.1:0"))
+	svc := newService("greeter", m, newShedder(m.registry), streamWorkers, micro.Address("127.0.0.1:0"))
 	serve(t, svc)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
