@@ -53,7 +53,12 @@ build: ## Build every service, the health sidecar, web and the API gateway into 
 test: test-deps vet ## Unit and end-to-end tests of every module, then each fuzz target briefly (installs protoc and chromium)
 	go test -timeout 15m $(TESTFLAGS) $(PACKAGES)
 	cd tools && GOWORK=off go test ./...
+	@$(MAKE) --no-print-directory test-stock
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x
+
+.PHONY: test-stock
+test-stock: ## The end-to-end tests again, every process on go-micro's own gRPC server and client (MICRO_FAST_PATHS=false)
+	$(call needs,test/e2e) MICRO_FAST_PATHS=false go test -count=1 -timeout 15m $(TESTFLAGS) ./test/e2e/...
 
 # Modules outside go.work, each with its own dependency graph.
 OUTSIDE_MODULES = $(wildcard test/cluster tools tools/*/go.mod)

@@ -10,6 +10,7 @@ require (
 	github.com/micro/kubernetes/pkg/k8s v0.0.0
 	github.com/micro/kubernetes/proto v0.0.0
 	github.com/micro/kubernetes/web v0.0.0-00010101000000-000000000000
+	go-micro.dev/v6 v6.3.10
 	google.golang.org/grpc v1.85.0
 )
 
@@ -67,7 +68,6 @@ require (
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/urfave/cli/v2 v2.27.6 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	go-micro.dev/v6 v6.3.10 // indirect
 	go.etcd.io/bbolt v1.4.0 // indirect
 	go.etcd.io/etcd/api/v3 v3.5.21 // indirect
 	go.etcd.io/etcd/client/pkg/v3 v3.5.21 // indirect
