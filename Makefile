@@ -95,7 +95,7 @@ fuzz: ## Fuzz each target for FUZZTIME (default 1m)
 	done
 
 .PHONY: bench
-bench: ## Measure the project against a plain gRPC baseline (~3 minutes); writes dev/bench/results/latest.{json,md}
+bench: ## Measure the project, on its fast paths and on go-micro's, against a plain gRPC baseline (~7 minutes); writes dev/bench/results/latest.{json,md}
 	$(call needs,dev/bench) go run ./dev/bench
 
 .PHONY: test-deps

@@ -25,7 +25,7 @@ func TestBenchHarnessReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Rows) < 10 {
+	if len(r.Rows) < 20 {
 		t.Fatalf("%d rows", len(r.Rows))
 	}
 	for _, row := range r.Rows {
@@ -58,7 +58,7 @@ func TestBuildAtCommit(t *testing.T) {
 	}
 	// A binary that refuses its flags (a commit older than today's) says
 	// why at once, not after the wait for it to be ready.
-	_, _, err := (&bench{bin: bin}).start("project-greeter", []string{"--no_such_flag"}, nil, func() bool { return false })
+	_, _, err := (&bench{bin: bin}).start(project, "greeter", []string{"--no_such_flag"}, nil, "127.0.0.1:1")
 	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") || !strings.Contains(err.Error(), "flag provided but not defined: -no_such_flag") {
 		t.Errorf("starting with a flag it lacks: %v, want the binary's own complaint", err)
 	}

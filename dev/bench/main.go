@@ -20,9 +20,9 @@ import (
 
 func main() {
 	cfg := Config{}
-	flag.DurationVar(&cfg.Saturation, "saturation", 5*time.Second, "length of each saturation run")
-	flag.DurationVar(&cfg.Fixed, "fixed", 3*time.Second, "length of each fixed-rate run")
-	flag.IntVar(&cfg.Rounds, "rounds", 3, "saturation runs, and fixed-rate runs, of each side, alternated")
+	flag.DurationVar(&cfg.Saturation, "saturation", 4*time.Second, "length of each saturation run")
+	flag.DurationVar(&cfg.Fixed, "fixed", 2*time.Second, "length of each fixed-rate run")
+	flag.IntVar(&cfg.Rounds, "rounds", 5, "saturation runs, and fixed-rate runs, of each side, alternated (each a pair with the baseline)")
 	flag.IntVar(&cfg.Workers, "workers", 32, "requests in flight at saturation")
 	out := flag.String("out", "dev/bench/results", "folder for latest.json and latest.md")
 	ref := flag.String("project-ref", "", "build the project as of this commit instead of the working tree (the baseline is always the working tree's)")

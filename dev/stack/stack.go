@@ -445,11 +445,20 @@ func (s *Stack) waitReady(ctx context.Context, limit time.Duration) error {
 // waitServing waits until one process serves (see Stack.ready), and fails
 // if it exits first.
 func (s *Stack) waitServing(ctx context.Context, name string) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	target := s.ready[name]
 	s.mu.Lock()
 	done := s.done[name]
 	s.mu.Unlock()
+	if err := WaitServing(ctx, s.ready[name], done); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// WaitServing waits until a process serves at target: an http:// URL that
+// answers 200, or an address that accepts a connection. It fails if done
+// is closed (the process exited) or ctx ends first.
+func WaitServing(ctx context.Context, target string, done <-chan struct{}) error {
+	client := &http.Client{Timeout: 2 * time.Second}
 	for {
 		var err error
 		if strings.HasPrefix(target, "http://") {
@@ -470,10 +479,10 @@ func (s *Stack) waitServing(ctx context.Context, name string) error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("%s exited before it served", name)
+			return errors.New("exited before it served")
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not serve at %s in time (last error: %v)", name, target, err)
-		case <-time.After(50 * time.Millisecond):
+			return fmt.Errorf("did not serve at %s in time (last error: %v)", target, err)
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
@@ -557,14 +566,14 @@ func (s *Stack) Stop() {
 		cmd, done, ok := s.procs[name], s.done[name], s.procs[name] != nil
 		s.mu.Unlock()
 		if ok {
-			stop(cmd, done)
+			StopProcess(cmd, done)
 		}
 	}
 }
 
-// stop sends SIGTERM to a process, waits for it to exit, and kills it if
-// it is still running after StopTimeout.
-func stop(cmd *exec.Cmd, done <-chan struct{}) {
+// StopProcess sends SIGTERM to a process, waits for it to exit (done is
+// closed), and kills it if it is still running after StopTimeout.
+func StopProcess(cmd *exec.Cmd, done <-chan struct{}) {
 	_ = cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot handle SIGTERM
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -586,7 +595,7 @@ func (s *Stack) reload(ctx context.Context, name string) error {
 	}
 	s.killed[cmd] = true // not a crash: no restart after a backoff
 	s.mu.Unlock()
-	stop(cmd, done)
+	StopProcess(cmd, done)
 	if err := s.start(name); err != nil {
 		return err
 	}
