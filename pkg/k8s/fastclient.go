@@ -134,7 +134,7 @@ func (c *fastClient) Call(ctx context.Context, req client.Request, rsp any, opts
 	if err != nil {
 		return err
 	}
-	if dialsTLS(target) {
+	if dialsTLS(target) || slices.ContainsFunc(nodes, dialsTLS) {
 		return c.Client.Call(ctx, req, rsp, opts...)
 	}
 	if _, ok := ctx.Deadline(); !ok && o.RequestTimeout > 0 {
@@ -173,20 +173,28 @@ func selectsOwnNode(opts []selector.SelectOption) bool {
 // dialsTLS tells whether go-micro's client dials node with TLS although no
 // AuthTLS is set: port 443, no port, or an https:// address.
 func dialsTLS(node *registry.Node) bool {
-	if node == nil {
-		return false
-	}
 	_, port, err := net.SplitHostPort(node.Address)
 	return err != nil || port == "443" || strings.HasPrefix(node.Address, "https://")
 }
 
 // target is the call's node: its address option, or the one node the
 // selector gives; or, for a service of several nodes, every node, which
-// the call balances over itself (they reach it through go-micro's
-// strategy option, as any selector honours it).
+// the call balances over itself. They come through go-micro's strategy
+// option, which any selector honours; the static selector gives them
+// directly, the same nodes without a Next built per call.
 func (c *fastClient) target(sel selector.Selector, service string, o client.CallOptions) (*registry.Node, []*registry.Node, error) {
 	if len(o.Address) > 0 {
 		return &registry.Node{Address: o.Address[0]}, nil, nil
+	}
+	if static, ok := sel.(*staticSelector); ok && len(o.SelectOptions) == 0 {
+		nodes, err := static.nodes(service)
+		if err != nil {
+			return nil, nil, errors.InternalServerError("go.micro.client", "selecting %s: %v", service, err)
+		}
+		if len(nodes) > 1 {
+			return nodes[0], nodes, nil
+		}
+		return nodes[0], nil, nil
 	}
 	var nodes []*registry.Node
 	collect := func(services []*registry.Service) selector.Next {

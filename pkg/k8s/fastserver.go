@@ -34,14 +34,21 @@ import (
 // saw before, and its errors travel with the codes and details go-micro
 // gives them. Every handler registered through it is served so; streams,
 // methods it does not know, every call while a server.WithRouter router is
-// set, and every call while the switch is off (see FastPaths) go to
-// go-micro as before.
+// set or a gRPC server option of go-micro's is given (AuthTLS, Codec, ...),
+// and every call while the switch is off (see FastPaths) go to go-micro as
+// before.
 type fastServer struct {
 	server.Server
 	on *atomic.Bool // the switch, shared with the service's client
 
 	mu       sync.RWMutex
-	routed   bool                               // a router serves every call
+	// base is the server's options' Context as pkg/k8s built it: go-micro
+	// keeps its gRPC server options (codecs among them) under keys of its
+	// own there, so a Context that changed may hold one the fast path
+	// does not implement.
+	base context.Context
+	// go-micro serves every call: a router is set, or base changed.
+	stock bool
 	services map[string]map[string]*unaryMethod // by handler name, then method
 }
 
@@ -76,10 +83,11 @@ func newFastServer(on *atomic.Bool) *fastServer {
 // follow them: the handler wrappers and the router are read again.
 func (s *fastServer) Init(opts ...server.Option) error {
 	err := s.Server.Init(opts...)
-	routed := s.Server.Options().Router != nil
+	o := s.Server.Options()
+	stock := o.Router != nil || o.Context != s.base
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.routed = routed
+	s.stock = stock
 	for _, methods := range s.services {
 		for _, m := range methods {
 			m.handle.Store(nil)
@@ -119,7 +127,7 @@ func (s *fastServer) lookup(service, method string) *unaryMethod {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.routed {
+	if s.stock {
 		return nil
 	}
 	return s.services[service][method]

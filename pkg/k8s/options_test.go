@@ -239,6 +239,23 @@ func TestOptionsTheFastPathDoesNotImplement(t *testing.T) {
 			t.Errorf("%s: the client takes the fast path (%q), want go-micro's, named", name, c.stock)
 		}
 	}
+	// The server: a gRPC option of go-micro's server or a router sends
+	// every call to go-micro's; pkg/k8s's own options keep the fast path.
+	for name, opt := range map[string]server.Option{
+		"no option":  server.Name("opts"),
+		"AuthTLS":    grpcserver.AuthTLS(&tls.Config{}),
+		"Codec":      grpcserver.Codec("application/grpc+json", countingCodec{}),
+		"WithRouter": server.WithRouter(router{}),
+	} {
+		svc := NewService("opts")
+		if err := svc.Server().Init(opt); err != nil {
+			t.Fatal(err)
+		}
+		fast := svc.Server().(*fastServer).lookup("Debug", "Health") != nil
+		if fast != (name == "no option") {
+			t.Errorf("server with %s: fast path %v", name, fast)
+		}
+	}
 	for addr, tls := range map[string]bool{"greeter:8080": false, "127.0.0.1:8080": false, "greeter:443": true, "greeter": true, "https://greeter": true} {
 		if got := dialsTLS(&registry.Node{Address: addr}); got != tls {
 			t.Errorf("dialsTLS(%q) = %v, want %v (as go-micro's client dials it)", addr, got, tls)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go-micro.dev/v6/registry"
 	"go-micro.dev/v6/selector"
@@ -42,6 +43,7 @@ type staticSelector struct {
 	domain string
 	port   string
 	pinned map[string][]*registry.Service // from EnvAddresses
+	names  sync.Map                       // service name -> []*registry.Service, by the name rule
 	err    error                          // a bad environment, reported by every Select
 }
 
@@ -113,14 +115,7 @@ func (s *staticSelector) Select(service string, opts ...selector.SelectOption) (
 	if service == "" {
 		return nil, selector.ErrNotFound
 	}
-	services, ok := s.pinned[service]
-	if !ok {
-		host := service
-		if s.domain != "" {
-			host += "." + s.domain
-		}
-		services = []*registry.Service{{Name: service, Nodes: []*registry.Node{{Id: service, Address: net.JoinHostPort(host, s.port)}}}}
-	}
+	services := s.services(service)
 	o := selector.SelectOptions{Strategy: s.opts.Strategy}
 	for _, opt := range opts {
 		opt(&o)
@@ -132,6 +127,43 @@ func (s *staticSelector) Select(service string, opts ...selector.SelectOption) (
 		return nil, selector.ErrNoneAvailable
 	}
 	return o.Strategy(services), nil
+}
+
+// services are the service's nodes: the addresses it is pinned to, or the
+// one the name rule gives.
+func (s *staticSelector) services(service string) []*registry.Service {
+	if pinned, ok := s.pinned[service]; ok {
+		return pinned
+	}
+	return s.named(service)
+}
+
+// nodes are the service's nodes as Select gives them without select
+// options, for pkg/k8s's client: the same nodes, without building a
+// strategy's Next on every call.
+func (s *staticSelector) nodes(service string) ([]*registry.Node, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	if service == "" {
+		return nil, selector.ErrNotFound
+	}
+	return s.services(service)[0].Nodes, nil
+}
+
+// named is the service of the one node the name rule gives: the Service's
+// DNS name and the port. Each is made once: a call selects on every call.
+func (s *staticSelector) named(service string) []*registry.Service {
+	if v, ok := s.names.Load(service); ok {
+		return v.([]*registry.Service)
+	}
+	host := service
+	if s.domain != "" {
+		host += "." + s.domain
+	}
+	services := []*registry.Service{{Name: service, Nodes: []*registry.Node{{Id: service, Address: net.JoinHostPort(host, s.port)}}}}
+	v, _ := s.names.LoadOrStore(service, services)
+	return v.([]*registry.Service)
 }
 
 // Mark and Reset do nothing: Kubernetes, not the client, takes failed pods out

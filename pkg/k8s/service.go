@@ -100,6 +100,7 @@ func newService(name string, m *telemetry, shed *shedder, workers uint32, opts .
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveTime / 2}),
 		),
 	)
+	fast.base = fast.Server.Options().Context
 	defaults := []micro.Option{
 		// Unary calls of every registered handler, and the calls the
 		// service makes, take the fast paths (see FastPaths).

@@ -42,6 +42,7 @@ type childReport struct {
 	Selector, Address, Client, Registry string
 	Retries                             int
 	Fast                                bool // the client takes the fast path
+	FastServer                          bool // the server serves Debug.Health on its fast path
 }
 
 func runChild(args []string) {
@@ -53,12 +54,13 @@ func runChild(args []string) {
 	svc := NewService("child", opts...)
 	svc.Init()
 	_ = json.NewEncoder(os.Stdout).Encode(childReport{
-		Selector: svc.Client().Options().Selector.String(),
-		Address:  svc.Server().Options().Address,
-		Client:   svc.Client().String(),
-		Registry: svc.Options().Registry.String(),
-		Retries:  svc.Client().Options().CallOptions.Retries,
-		Fast:     svc.Client().(*fastClient).on.Load() && svc.Client().(*fastClient).stock == "",
+		Selector:   svc.Client().Options().Selector.String(),
+		Address:    svc.Server().Options().Address,
+		Client:     svc.Client().String(),
+		Registry:   svc.Options().Registry.String(),
+		Retries:    svc.Client().Options().CallOptions.Retries,
+		Fast:       svc.Client().(*fastClient).on.Load() && svc.Client().(*fastClient).stock == "",
+		FastServer: svc.Server().(*fastServer).lookup("Debug", "Health") != nil,
 	})
 }
 
@@ -147,14 +149,14 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		want            childReport
 		wantErrContains string
 	}{
-		{name: "defaults", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true}},
-		{name: "--server_address", args: "--server_address=127.0.0.1:9999", want: childReport{Selector: "static", Address: "127.0.0.1:9999", Client: "grpc", Registry: "memory", Fast: true}},
-		{name: "MICRO_SERVER_ADDRESS", env: []string{"MICRO_SERVER_ADDRESS=127.0.0.1:9998"}, want: childReport{Selector: "static", Address: "127.0.0.1:9998", Client: "grpc", Registry: "memory", Fast: true}},
-		{name: "--selector=static over a caller's selector", args: "--selector=static", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true}},
-		{name: "MICRO_SELECTOR=static over a caller's selector", env: []string{"MICRO_SELECTOR=static", "K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true}},
-		{name: "caller's selector kept without the flag", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "registry", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true}},
+		{name: "defaults", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true, FastServer: true}},
+		{name: "--server_address", args: "--server_address=127.0.0.1:9999", want: childReport{Selector: "static", Address: "127.0.0.1:9999", Client: "grpc", Registry: "memory", Fast: true, FastServer: true}},
+		{name: "MICRO_SERVER_ADDRESS", env: []string{"MICRO_SERVER_ADDRESS=127.0.0.1:9998"}, want: childReport{Selector: "static", Address: "127.0.0.1:9998", Client: "grpc", Registry: "memory", Fast: true, FastServer: true}},
+		{name: "--selector=static over a caller's selector", args: "--selector=static", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true, FastServer: true}},
+		{name: "MICRO_SELECTOR=static over a caller's selector", env: []string{"MICRO_SELECTOR=static", "K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true, FastServer: true}},
+		{name: "caller's selector kept without the flag", env: []string{"K8S_TEST_CHILD_SELECTOR=registry"}, want: childReport{Selector: "registry", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Fast: true, FastServer: true}},
 		{name: "unknown selector", args: "--selector=nope", wantErrContains: "Selector nope not found"},
-		{name: "--client_retries", args: "--client_retries=2", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Retries: 2}},
+		{name: "--client_retries", args: "--client_retries=2", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory", Retries: 2, FastServer: true}},
 		{name: "--fast_paths=false", args: "--fast_paths=false", want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
 		{name: "MICRO_FAST_PATHS=false", env: []string{"MICRO_FAST_PATHS=false"}, want: childReport{Selector: "static", Address: "0.0.0.0:8080", Client: "grpc", Registry: "memory"}},
 		{name: "MICRO_FAST_PATHS=maybe", env: []string{"MICRO_FAST_PATHS=maybe"}, wantErrContains: "MICRO_FAST_PATHS"},
