@@ -41,14 +41,14 @@ type fastServer struct {
 	server.Server
 	on *atomic.Bool // the switch, shared with the service's client
 
-	mu       sync.RWMutex
+	mu sync.RWMutex
 	// base is the server's options' Context as pkg/k8s built it: go-micro
 	// keeps its gRPC server options (codecs among them) under keys of its
 	// own there, so a Context that changed may hold one the fast path
 	// does not implement.
 	base context.Context
 	// go-micro serves every call: a router is set, or base changed.
-	stock bool
+	stock    bool
 	services map[string]map[string]*unaryMethod // by handler name, then method
 }
 
