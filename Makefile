@@ -58,7 +58,8 @@ test: test-deps vet ## Unit and end-to-end tests of every module, then each fuzz
 
 .PHONY: test-stock
 test-stock: ## The end-to-end tests again, every process on go-micro's own gRPC server and client (MICRO_FAST_PATHS=false)
-	$(call needs,test/e2e) MICRO_FAST_PATHS=false go test -count=1 -timeout 15m $(TESTFLAGS) ./test/e2e/...
+	$(call needs,test/e2e) echo '$(STOCK_TEST)' && $(STOCK_TEST)
+STOCK_TEST = MICRO_FAST_PATHS=false go test -count=1 -timeout 15m $(TESTFLAGS) ./test/e2e/...
 
 # Modules outside go.work, each with its own dependency graph.
 OUTSIDE_MODULES = $(wildcard test/cluster tools tools/*/go.mod)
