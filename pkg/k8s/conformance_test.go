@@ -23,7 +23,6 @@ import (
 	merrors "go-micro.dev/v6/errors"
 	meta "go-micro.dev/v6/metadata"
 	"go-micro.dev/v6/registry"
-	"go-micro.dev/v6/selector"
 	"go-micro.dev/v6/server"
 	grpcserver "go-micro.dev/v6/server/grpc"
 	"google.golang.org/grpc"
@@ -412,8 +411,7 @@ func conformanceServer(t *testing.T, stack string) (server.Server, string) {
 func conformanceClient(stack string) client.Client {
 	switch stack {
 	case goMicro:
-		reg := registry.NewMemoryRegistry()
-		return grpcclient.NewClient(client.Registry(reg), client.Selector(selector.NewSelector(selector.Registry(reg))))
+		return stockClient()
 	case fastOff:
 		c := NewClient().(*fastClient)
 		c.on.Store(false)
