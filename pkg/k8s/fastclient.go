@@ -49,7 +49,7 @@ type fastClient struct {
 	mu    sync.RWMutex
 	opts  client.Options // a copy of the embedded client's, kept by Init
 	base  client.Options // pkg/k8s's defaults, which the fast path implements
-	stock string         // an option set that it does not ("": none)
+	stock string         // an option set that it does not implement ("": none)
 	conns map[string]*grpc.ClientConn
 	nodes map[string]*serviceConn // connections to services of several nodes
 }
