@@ -80,7 +80,8 @@ func newFastServer(on *atomic.Bool) *fastServer {
 }
 
 // Init sets options, as go-micro's server does, and has the fast path
-// follow them: the handler wrappers and the router are read again.
+// follow them: the handler wrappers, the router and the options' Context
+// are read again.
 func (s *fastServer) Init(opts ...server.Option) error {
 	err := s.Server.Init(opts...)
 	o := s.Server.Options()

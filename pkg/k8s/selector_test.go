@@ -3,6 +3,9 @@ package k8s
 import (
 	"strings"
 	"testing"
+
+	"go-micro.dev/v6/registry"
+	"go-micro.dev/v6/selector"
 )
 
 func TestStaticSelectorResolves(t *testing.T) {
@@ -67,5 +70,46 @@ func TestStaticSelectorRefusesBadInput(t *testing.T) {
 func TestStaticSelectorName(t *testing.T) {
 	if got := NewStaticSelector().String(); got != "static" {
 		t.Fatalf("String() = %q, want static (the name --selector takes)", got)
+	}
+}
+
+// A name pinned more than once is one service of several nodes: Select
+// gives them to go-micro's strategy (round robin unless the caller picks
+// another) after the caller's filters, as go-micro's own selector does.
+func TestStaticSelectorGivesEveryPinnedNode(t *testing.T) {
+	t.Setenv(EnvAddresses, "greeter=127.0.0.1:1,other=127.0.0.1:3,greeter=127.0.0.1:2")
+	s := NewStaticSelector()
+	next, err := s.Select("greeter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for range 4 {
+		node, err := next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[node.Address]++
+	}
+	if seen["127.0.0.1:1"] != 2 || seen["127.0.0.1:2"] != 2 {
+		t.Errorf("four nodes from one Select: %v, want each address twice, in turn", seen)
+	}
+
+	var given []string
+	_, err = s.Select("greeter", selector.WithStrategy(func(services []*registry.Service) selector.Next {
+		for _, svc := range services {
+			for _, n := range svc.Nodes {
+				given = append(given, n.Address)
+			}
+		}
+		return nil
+	}))
+	if err != nil || strings.Join(given, ",") != "127.0.0.1:1,127.0.0.1:2" {
+		t.Errorf("the caller's strategy was given %v (%v), want both addresses in order", given, err)
+	}
+
+	none := selector.WithFilter(func([]*registry.Service) []*registry.Service { return nil })
+	if _, err := s.Select("greeter", none); err != selector.ErrNoneAvailable {
+		t.Errorf("a filter that leaves no node: %v, want %v", err, selector.ErrNoneAvailable)
 	}
 }
