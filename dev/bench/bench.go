@@ -114,14 +114,17 @@ func Run(ctx context.Context, cfg Config, bin string) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	reg := registry.NewMemoryRegistry()
 	b := &bench{cfg: cfg, bin: bin, root: root, clients: map[string]client.Client{
 		project: k8s.NewClient(),
-		// go-micro's own, with pkg/k8s's one change that matters here:
-		// no retries.
-		stock: grpcclient.NewClient(client.Retries(0), client.Registry(reg), client.Selector(selector.NewSelector(selector.Registry(reg)))),
+		stock:   goMicroClient(selector.NewSelector(selector.Registry(registry.NewMemoryRegistry()))),
 	}}
 	return b.run(ctx)
+}
+
+// goMicroClient is go-micro's own gRPC client, with pkg/k8s's one default
+// that matters here: no retries.
+func goMicroClient(sel selector.Selector) client.Client {
+	return grpcclient.NewClient(client.Retries(0), client.Selector(sel))
 }
 
 // The sides measured: the project as it ships (its fast paths on), the
@@ -692,10 +695,9 @@ func (b *bench) rpcAll(side string, addrs []string) (func(context.Context) error
 		for i, a := range addrs {
 			svc.Nodes = append(svc.Nodes, &registry.Node{Id: strconv.Itoa(i), Address: a})
 		}
-		sel := client.Selector(nodesSelector{svc})
-		c := k8s.NewClient(sel)
+		c := k8s.NewClient(client.Selector(nodesSelector{svc}))
 		if side == stock {
-			c = grpcclient.NewClient(client.Retries(0), sel)
+			c = goMicroClient(nodesSelector{svc})
 		}
 		greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, c)
 		return func(ctx context.Context) error {
