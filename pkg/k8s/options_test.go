@@ -262,3 +262,13 @@ func TestOptionsTheFastPathDoesNotImplement(t *testing.T) {
 		}
 	}
 }
+
+// A client made by NewClient has no start to fail: a MICRO_FAST_PATHS that
+// is not a boolean fails each of its calls, naming the variable.
+func TestNewClientRefusesABadSwitch(t *testing.T) {
+	addr, _ := optsServer(t)
+	t.Setenv(EnvFastPaths, "maybe")
+	if _, err := callOpts(NewClient(), addr, "Opts.Echo", "x"); err == nil || !strings.Contains(err.Error(), EnvFastPaths) {
+		t.Errorf("a call with %s=maybe: %v, want an error naming it", EnvFastPaths, err)
+	}
+}
