@@ -167,7 +167,7 @@ func paths(t *testing.T, ns string, prometheus corev1.Pod, profiles []string) []
 		dial(twinWeb, "web", "web:http", at(web, 8080), false),
 		dial(twinWeb, "web", "greeter:health", at(greeter, 8081), false),
 		dial(twinWeb, "web", "greeter:metrics", at(greeter, 9090), false),
-		dial(twinWeb, "web", "the API server", net.JoinHostPort(kube.NodeIP, "6443"), false),
+		dial(twinWeb, "web", "the API server", net.JoinHostPort(kube.APIServerIP, "6443"), false),
 		dial(elsewhere, elsewhereNamespace+"/web", "greeter:grpc", at(greeter, 8080), false),
 		dial(prometheus, "prometheus", "greeter:grpc", at(greeter, 8080), false),
 		dial(prometheus, "prometheus", "greeter:health", at(greeter, 8081), false),
@@ -192,7 +192,7 @@ func paths(t *testing.T, ns string, prometheus corev1.Pod, profiles []string) []
 			dial(twinAPI, "api", "web:http", at(web, 8080), false),
 			dial(twinAPI, "api", "greeter:health", at(greeter, 8081), false),
 			dial(twinAPI, "api", "greeter:metrics", at(greeter, 9090), false),
-			dial(twinAPI, "api", "the API server", net.JoinHostPort(kube.NodeIP, "6443"), false),
+			dial(twinAPI, "api", "the API server", net.JoinHostPort(kube.APIServerIP, "6443"), false),
 			dial(stranger, "stranger", "api:metrics", at(api, 9090), false),
 		)
 	}

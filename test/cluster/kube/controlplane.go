@@ -1,8 +1,8 @@
-// Package kube runs a real Kubernetes cluster of one node for tests, built
+// Package kube runs a real Kubernetes cluster of three nodes for tests, built
 // from source: etcd (embedded), kube-apiserver, kube-controller-manager and
-// kube-scheduler; on the node containerd with runc, the CNI bridge, the
-// kubelet, kube-proxy and CoreDNS; and an image registry that skaffold pushes
-// to and the node pulls from. Pods run, probes are sent, Services carry
+// kube-scheduler; on each node containerd with runc, the CNI bridge, the
+// kubelet and kube-proxy; CoreDNS; and an image registry that skaffold pushes
+// to and the nodes pull from. Pods run, probes are sent, Services carry
 // packets. All of it lives in network, mount and PID namespaces of its own
 // (see Main): nothing reaches the host's network, files or processes.
 package kube
@@ -16,6 +16,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,14 +31,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// NodeName is the one node.
-const NodeName = "node"
-
-// ReadyTimeout bounds the start: measured, the node is Ready in seconds.
+// ReadyTimeout bounds the start: measured, the nodes are Ready in seconds.
 const ReadyTimeout = 3 * time.Minute
 
 // The control plane's ports, on the namespace's own loopback (and, for the
-// API server, the node's address): fixed, as nothing else listens there.
+// API server, APIServerIP): fixed, as nothing else listens there.
 const (
 	apiServerPort = 6443
 	etcdPort      = 2379
@@ -52,7 +50,7 @@ type Cluster struct {
 	Config     *rest.Config
 	Client     kubernetes.Interface
 	// Registry is the image registry's host:port, the same for skaffold's
-	// pushes and the node's pulls.
+	// pushes and the nodes' pulls (through a mirror: see startContainerd).
 	Registry string
 	// Host is what the host prepared: the binaries, the cluster's folder.
 	Host Host
@@ -61,9 +59,13 @@ type Cluster struct {
 	registry *http.Server
 	mu       sync.Mutex // procs: a test may start one (StartPolicyEnforcer)
 	procs    []*process
+	nodes    []*node
+	// enforcing: the policy enforcer runs on every node, and on one that
+	// comes back.
+	enforcing bool
 }
 
-// Start starts the cluster in h.Dir and waits until the node is Ready and
+// Start starts the cluster in h.Dir and waits until every node is Ready and
 // its DNS answers. On error everything started is stopped.
 func Start(ctx context.Context, h Host) (c *Cluster, err error) {
 	ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
@@ -91,7 +93,7 @@ func Start(ctx context.Context, h Host) (c *Cluster, err error) {
 	if err := c.startRegistry(ctx); err != nil {
 		return c, err
 	}
-	if err := c.startNode(ctx); err != nil {
+	if err := c.startNodes(ctx); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -189,9 +191,9 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdURL string) error {
 	}
 	err = c.start("kube-apiserver", c.Host.Bins.APIServer,
 		"--etcd-servers="+etcdURL,
-		// The node's address: the kubernetes Service's endpoint, and where
-		// the kubelet and CoreDNS find it.
-		"--advertise-address="+NodeIP,
+		// The kubernetes Service's endpoint, and where the nodes and
+		// CoreDNS find it.
+		"--advertise-address="+APIServerIP,
 		"--bind-address=0.0.0.0",
 		"--secure-port="+strconv.Itoa(apiServerPort),
 		"--cert-dir="+c.path("certs"),
@@ -217,6 +219,10 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdURL string) error {
 	if err := writeKubeconfig(c.Kubeconfig, server, token); err != nil {
 		return err
 	}
+	nodeServer := "https://" + net.JoinHostPort(APIServerIP, strconv.Itoa(apiServerPort))
+	if err := writeKubeconfig(c.nodeKubeconfig(), nodeServer, token); err != nil {
+		return err
+	}
 	if c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
 		return fmt.Errorf("read the kubeconfig: %w", err)
 	}
@@ -227,6 +233,14 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdURL string) error {
 		return c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
 	})
 }
+
+// nodeKubeconfig is the kubeconfig of the nodes' processes, which reach the
+// API server at APIServerIP.
+func (c *Cluster) nodeKubeconfig() string { return c.path("node-kubeconfig") }
+
+// NodeMonitorGracePeriod is how long a node's lease may go unrenewed before
+// the node is lost (NotReady).
+const NodeMonitorGracePeriod = 20 * time.Second
 
 func (c *Cluster) startControllers() error {
 	common := []string{"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false",
@@ -240,6 +254,10 @@ func (c *Cluster) startControllers() error {
 		// Pod addresses come from the CNI plugin's own range.
 		"--controllers=*,-node-ipam-controller",
 		"--flex-volume-plugin-dir="+c.path("flexvolume"),
+		// A node whose kubelet has not renewed its lease for this long is
+		// lost (default 50 s): shorter, so that the lost-node test is short.
+		// A kubelet renews every NodeLeaseSeconds/4.
+		"--node-monitor-grace-period="+NodeMonitorGracePeriod.String(),
 	)...)
 	if err != nil {
 		return err

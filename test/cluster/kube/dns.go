@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,9 +16,11 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// The cluster DNS is CoreDNS as most clusters run it: a Deployment in
-// kube-system labelled k8s-app=kube-dns behind the Service kube-dns, which
-// is what the application's NetworkPolicies let its pods ask.
+// The cluster DNS is CoreDNS as most clusters run it: a Deployment of two in
+// kube-system labelled k8s-app=kube-dns, on two nodes when it can be, with a
+// PodDisruptionBudget that keeps one while a node is drained, behind the
+// Service kube-dns, which is what the application's NetworkPolicies let its
+// pods ask.
 const (
 	DNSServiceIP = "10.96.0.10"
 	dnsImage     = "coredns:1"
@@ -93,13 +96,22 @@ func (c *Cluster) startDNS(ctx context.Context) error {
 			_, err := c.Client.AppsV1().Deployments(dnsNamespace).Create(ctx, &appsv1.Deployment{
 				ObjectMeta: metav1.ObjectMeta{Name: "coredns", Labels: labels},
 				Spec: appsv1.DeploymentSpec{
-					Replicas: ptr.To[int32](1),
+					Replicas: ptr.To[int32](2),
 					Selector: &metav1.LabelSelector{MatchLabels: labels},
 					Template: corev1.PodTemplateSpec{
 						ObjectMeta: metav1.ObjectMeta{Labels: labels},
 						Spec: corev1.PodSpec{
 							ServiceAccountName: "coredns",
 							DNSPolicy:          corev1.DNSDefault,
+							Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+								PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+									Weight: 100,
+									PodAffinityTerm: corev1.PodAffinityTerm{
+										LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+										TopologyKey:   corev1.LabelHostname,
+									},
+								}},
+							}},
 							Containers: []corev1.Container{{
 								Name:  "coredns",
 								Image: c.Registry + "/" + dnsImage,
@@ -115,6 +127,16 @@ func (c *Cluster) startDNS(ctx context.Context) error {
 							}}},
 						},
 					},
+				},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.Client.PolicyV1().PodDisruptionBudgets(dnsNamespace).Create(ctx, &policyv1.PodDisruptionBudget{
+				ObjectMeta: metav1.ObjectMeta{Name: "coredns"},
+				Spec: policyv1.PodDisruptionBudgetSpec{
+					MaxUnavailable: ptr.To(intstr.FromInt32(1)),
+					Selector:       &metav1.LabelSelector{MatchLabels: labels},
 				},
 			}, metav1.CreateOptions{})
 			return err

@@ -42,6 +42,8 @@ func Main(root string, run func(ctx context.Context, c *Cluster) int) int {
 		return initStage()
 	case stageTests:
 		return testsStage(run)
+	case stageNode:
+		return nodeStage()
 	}
 	fmt.Fprintf(os.Stderr, "%s=%q: unknown stage\n", stageEnv, os.Getenv(stageEnv))
 	return 1
@@ -51,6 +53,8 @@ const (
 	stageEnv   = "MICRO_CLUSTER_STAGE"
 	stageInit  = "init"
 	stageTests = "tests"
+	// stageNode holds a node's namespaces (see startHolder).
+	stageNode = "node"
 	// hostEnv carries the host stage's Host to the other two, as JSON.
 	hostEnv = "MICRO_CLUSTER_HOST"
 	// namespacesStopTimeout bounds how long the host waits for the stages inside to
@@ -65,8 +69,8 @@ type Host struct {
 	Dir string
 	// Bins are the binaries to run.
 	Bins Binaries
-	// CgroupRoot is the kubelet's cgroupRoot, made in every cgroup v1
-	// hierarchy.
+	// CgroupRoot is the run's cgroup, made in every cgroup v1 hierarchy,
+	// with one for each node's kubelet under it (NodeCgroupRoot).
 	CgroupRoot string
 	// Sysctls are the host's values of the sysctls the kubelet rewrites.
 	Sysctls map[string]string
@@ -86,11 +90,12 @@ var kubeletSysctls = []string{
 // host's files; the host creates a missing mount point and removes it after.
 var fixedPaths = []string{"/run", "/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/var/lib/cni"}
 
-// The node's network: its address (on the namespace's loopback, as there is
-// no other interface), the pods' range behind the CNI bridge, and the
-// Services' range, which kube-proxy translates.
+// The cluster's network: the control plane's address (the first node's too,
+// on the bridge that joins the nodes), the pods' range (each node's CNI
+// bridge gives addresses from a /24 of it), and the Services' range, which
+// kube-proxy translates on every node.
 const (
-	NodeIP      = "10.200.0.1"
+	APIServerIP = "10.200.0.1"
 	PodCIDR     = "10.88.0.0/16"
 	ServiceCIDR = "10.96.0.0/16"
 )
@@ -150,6 +155,11 @@ func prepareHost(bins Binaries) (h Host, undo func() error, err error) {
 	}
 	if err := makeCgroups(h.CgroupRoot); err != nil {
 		return h, undo, err
+	}
+	for i := range Nodes {
+		if err := makeCgroups(NodeCgroupRoot(h.CgroupRoot, NodeName(i))); err != nil {
+			return h, undo, err
+		}
 	}
 	if h.Dir, err = os.MkdirTemp("", "micro-cluster-"); err != nil {
 		return h, undo, err
@@ -315,21 +325,24 @@ func isolateMounts() error {
 	return nil
 }
 
-// setUpNetwork brings up loopback, puts the node's address on it (the
-// namespace has no other interface, and needs none: nothing leaves it), and
-// routes the Services' range there so that the node itself reaches
-// ClusterIPs through kube-proxy.
+// setUpNetwork brings up loopback and the bridge that joins the nodes, with
+// the control plane's address on it (nothing else: nothing leaves), lets
+// packets pass between the bridges, and routes the Services' range to
+// loopback so that the first node, and the tests, reach ClusterIPs through
+// its kube-proxy.
 func setUpNetwork() error {
 	for _, args := range [][]string{
 		{"link", "set", "lo", "up"},
-		{"addr", "add", NodeIP + "/32", "dev", "lo"},
-		{"route", "add", ServiceCIDR, "dev", "lo", "src", NodeIP},
+		{"link", "add", nodesBridge, "type", "bridge"},
+		{"addr", "add", APIServerIP + "/24", "dev", nodesBridge},
+		{"link", "set", nodesBridge, "up"},
+		{"route", "add", ServiceCIDR, "dev", "lo", "src", APIServerIP},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	return nil
+	return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
 }
 
 // testsStage starts the cluster, runs the tests, and stops the cluster; a

@@ -5,7 +5,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,22 +23,53 @@ const (
 	kubeProxyPort = 10256 // health
 )
 
-// startNode starts containerd, the kubelet and kube-proxy, waits until the
-// node is Ready, then deploys the cluster DNS.
-func (c *Cluster) startNode(ctx context.Context) error {
-	if err := c.startContainerd(ctx); err != nil {
-		return err
+// Nodes is how many nodes the cluster has: enough for a Deployment of two
+// to stand on two nodes with a third to move to while one is drained or lost.
+const Nodes = 3
+
+// NodeName is the name of node i (0-based).
+func NodeName(i int) string { return "node-" + strconv.Itoa(i+1) }
+
+// A node is one machine of the cluster: containerd, the kubelet, kube-proxy
+// and, once started, kube-router. Each node has a mount namespace of its own
+// (the kubelet and containerd write the same fixed paths on every node). The
+// first shares the control plane's network namespace, as a control-plane node
+// that also runs pods does; every other has a network namespace of its own,
+// joined to the first by a veth on the bridge nodesBridge.
+type node struct {
+	name    string
+	ip      string // its address on nodesBridge
+	podCIDR string // its share of PodCIDR, given by its CNI config
+	// holder is the process that holds its namespaces (the node stage);
+	// every process of the node joins them with nsenter.
+	holder *process
+	procs  []*process
+}
+
+// nodesBridge joins the nodes, in the control plane's network namespace.
+const nodesBridge = "nodes"
+
+func newNode(i int) *node {
+	return &node{name: NodeName(i), ip: "10.200.0." + strconv.Itoa(i+1), podCIDR: "10.88." + strconv.Itoa(i+1) + ".0/24"}
+}
+
+// startNodes starts every node, waits until all are Ready, then deploys the
+// cluster DNS.
+func (c *Cluster) startNodes(ctx context.Context) error {
+	for i := range Nodes {
+		c.nodes = append(c.nodes, newNode(i))
 	}
-	if err := c.startKubelet(); err != nil {
-		return err
+	for _, n := range c.nodes {
+		if err := c.startNode(ctx, n); err != nil {
+			return err
+		}
 	}
-	if err := c.startKubeProxy(); err != nil {
-		return err
+	for _, n := range c.nodes {
+		if err := poll(ctx, n.name+" to be Ready", c.procs, func(ctx context.Context) error { return c.NodeReady(ctx, n.name) }); err != nil {
+			return err
+		}
 	}
-	if err := poll(ctx, "the node to be Ready", c.procs, c.nodeReady); err != nil {
-		return err
-	}
-	// The kubelet rewrote them once, at its start: put them back now,
+	// Each kubelet rewrote them once, at its start: put them back now,
 	// rather than leave the host so for the whole run.
 	if err := restoreSysctls(c.Host.Sysctls); err != nil {
 		return err
@@ -40,8 +77,33 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	return c.startDNS(ctx)
 }
 
-func (c *Cluster) nodeReady(ctx context.Context) error {
-	n, err := c.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+// startNode starts the node's namespaces, its network, containerd, the
+// kubelet and kube-proxy; the node registers itself.
+func (c *Cluster) startNode(ctx context.Context, n *node) error {
+	if err := c.startHolder(n); err != nil {
+		return err
+	}
+	if err := c.connect(n); err != nil {
+		return err
+	}
+	return c.startNodeProcesses(ctx, n)
+}
+
+// startNodeProcesses starts what runs on a node whose namespaces and network
+// are up: after its first start, and when it comes back (RestartNode).
+func (c *Cluster) startNodeProcesses(ctx context.Context, n *node) error {
+	if err := c.startContainerd(ctx, n); err != nil {
+		return err
+	}
+	if err := c.startKubelet(n); err != nil {
+		return err
+	}
+	return c.startKubeProxy(n)
+}
+
+// NodeReady returns nil if the node is Ready, else why not.
+func (c *Cluster) NodeReady(ctx context.Context, name string) error {
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
@@ -50,19 +112,164 @@ func (c *Cluster) nodeReady(ctx context.Context) error {
 			if cond.Status == corev1.ConditionTrue {
 				return nil
 			}
-			return fmt.Errorf("node %s is not Ready: %s", NodeName, cond.Message)
+			return fmt.Errorf("node %s is not Ready: %s", name, cond.Message)
 		}
 	}
-	return fmt.Errorf("node %s has no Ready condition yet", NodeName)
+	return fmt.Errorf("node %s has no Ready condition yet", name)
+}
+
+// startHolder starts the node stage: a process in a new mount namespace
+// (and, but for the first node, a new network namespace) that hides the
+// fixed paths behind its own tmpfs and waits to be stopped.
+func (c *Cluster) startHolder(n *node) error {
+	flags := uintptr(syscall.CLONE_NEWNS)
+	if n.ip != APIServerIP {
+		flags |= syscall.CLONE_NEWNET
+	}
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Env = append(FreshEnv(), stageEnv+"="+stageNode)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p, err := startCmd(c.path("logs"), n.name, cmd)
+	if err != nil {
+		return err
+	}
+	n.holder = p
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	// Its mounts are made before it reads anything: wait for its line.
+	return poll(context.Background(), n.name+"'s namespaces", []*process{p}, func(context.Context) error {
+		if b, _ := os.ReadFile(p.log); strings.Contains(string(b), nodeStageReady) {
+			return nil
+		}
+		return fmt.Errorf("%s has not made its mounts", n.name)
+	})
+}
+
+// nodeStageReady is the line the node stage prints once its mounts are made.
+const nodeStageReady = "namespaces ready"
+
+// nodeStage holds a node's namespaces: it hides the fixed paths behind a
+// tmpfs of its own, then waits for a signal. Every process of the node
+// joins its namespaces; they go when it and they have stopped.
+func nodeStage() int {
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		fmt.Fprintln(os.Stderr, "make the node's mounts private:", err)
+		return 1
+	}
+	for _, p := range fixedPaths {
+		if err := syscall.Mount("tmpfs", p, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755"); err != nil {
+			fmt.Fprintf(os.Stderr, "mount a tmpfs on %s: %v\n", p, err)
+			return 1
+		}
+	}
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	fmt.Println(nodeStageReady)
+	<-signals
+	return 0
+}
+
+// inNode is the command line that runs name with args in the node's
+// namespaces: nsenter enters them and then executes it, so it keeps its
+// process ID, process group and parent-death signal.
+func (n *node) inNode(name string, args ...string) (string, []string) {
+	pid := strconv.Itoa(n.holder.cmd.Process.Pid)
+	return "nsenter", append([]string{"--target=" + pid, "--mount", "--net", "--", name}, args...)
+}
+
+// connect gives a node of its own network namespace an address on
+// nodesBridge, routes to every other node's pods, and the routes of the
+// nodes already up to its pods. The first node's network is set up by the
+// init stage (setUpNetwork).
+func (c *Cluster) connect(n *node) error {
+	if n.ip == APIServerIP {
+		return nil
+	}
+	link := "v-" + n.name
+	pid := strconv.Itoa(n.holder.cmd.Process.Pid)
+	cmds := [][]string{
+		{"ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", pid},
+		{"ip", "link", "set", link, "master", nodesBridge, "up"},
+	}
+	inside := [][]string{
+		{"ip", "link", "set", "lo", "up"},
+		{"ip", "addr", "add", n.ip + "/24", "dev", "eth0"},
+		{"ip", "link", "set", "eth0", "up"},
+		{"ip", "route", "add", ServiceCIDR, "dev", "lo", "src", n.ip},
+		// Packets between its pods and the other nodes' pass through it.
+		{"sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"},
+	}
+	for _, other := range c.nodes {
+		if other == n {
+			continue
+		}
+		inside = append(inside, []string{"ip", "route", "add", other.podCIDR, "via", other.ip})
+		if other.holder != nil {
+			cmds = append(cmds, other.routeTo(n))
+		}
+	}
+	for _, args := range inside {
+		name, nargs := n.inNode(args[0], args[1:]...)
+		cmds = append(cmds, append([]string{name}, nargs...))
+	}
+	for _, args := range cmds {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// routeTo is the command that routes to m's pods from n.
+func (n *node) routeTo(m *node) []string {
+	route := []string{"ip", "route", "replace", m.podCIDR, "via", m.ip}
+	if n.ip == APIServerIP {
+		return route
+	}
+	name, args := n.inNode(route[0], route[1:]...)
+	return append([]string{name}, args...)
+}
+
+// startOnNode runs one of the node's processes in its namespaces, logging to
+// logs/NODE-name.log. The PATH starts with containerd's folder: containerd
+// finds its shim there.
+func (c *Cluster) startOnNode(n *node, name, bin string, args ...string) error {
+	env := append(os.Environ(), "PATH="+filepath.Dir(c.Host.Bins.Containerd)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	nsenter, nargs := n.inNode(bin, args...)
+	cmd := exec.Command(nsenter, nargs...)
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p, err := startCmd(c.path("logs"), n.name+"-"+name, cmd)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n.procs = append(n.procs, p)
+	c.procs = append(c.procs, p)
+	return nil
+}
+
+// nodePath is a file of the node's folder.
+func (c *Cluster) nodePath(n *node, elem ...string) string {
+	return c.path(append([]string{n.name}, elem...)...)
 }
 
 // containerdSocket is containerd's API, for the kubelet.
-func (c *Cluster) containerdSocket() string { return c.path("containerd", "containerd.sock") }
+func (c *Cluster) containerdSocket(n *node) string { return c.nodePath(n, "containerd", "containerd.sock") }
 
 // startContainerd starts containerd with runc, the CNI bridge, and the
 // pause image from the registry as every pod's sandbox.
-func (c *Cluster) startContainerd(ctx context.Context) error {
-	if err := c.writeCNIConfig(); err != nil {
+func (c *Cluster) startContainerd(ctx context.Context, n *node) error {
+	if err := c.writeCNIConfig(n); err != nil {
+		return err
+	}
+	// Pods name images localhost:5000/..., as skaffold pushes them; the
+	// registry listens on the control plane's address, which every node
+	// reaches: a mirror, the way kind documents a local registry.
+	registryHost := fmt.Sprintf("server = \"http://%s:%d\"\n", APIServerIP, registryPort)
+	if err := writeFile(c.nodePath(n, "containerd", "certs.d", c.Registry, "hosts.toml"), registryHost); err != nil {
 		return err
 	}
 	config := fmt.Sprintf(`version = 3
@@ -81,6 +288,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
   snapshotter = "overlayfs"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = %[5]q
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = %[9]q
 
 [plugins.'io.containerd.cri.v1.runtime']
   # The pods' network namespaces, under containerd's state, not /run/netns.
@@ -102,17 +311,18 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
   disable_tcp_service = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
-`, c.path("containerd", "root"), c.path("containerd", "state"), c.containerdSocket(), c.path("containerd", "opt"),
-		c.Registry+"/"+pauseImage, c.Host.Bins.CNIPlugins, c.path("cni", "net.d"), c.path("runc"))
-	file := c.path("containerd", "config.toml")
+`, c.nodePath(n, "containerd", "root"), c.nodePath(n, "containerd", "state"), c.containerdSocket(n), c.nodePath(n, "containerd", "opt"),
+		c.Registry+"/"+pauseImage, c.Host.Bins.CNIPlugins, c.nodePath(n, "cni", "net.d"), c.nodePath(n, "runc"),
+		c.nodePath(n, "containerd", "certs.d"))
+	file := c.nodePath(n, "containerd", "config.toml")
 	if err := writeFile(file, config); err != nil {
 		return err
 	}
-	if err := c.start("containerd", c.Host.Bins.Containerd, "--config="+file); err != nil {
+	if err := c.startOnNode(n, "containerd", c.Host.Bins.Containerd, "--config="+file); err != nil {
 		return err
 	}
-	return poll(ctx, "containerd's socket", c.procs, func(context.Context) error {
-		conn, err := net.Dial("unix", c.containerdSocket())
+	return poll(ctx, n.name+"'s containerd socket", n.procs, func(context.Context) error {
+		conn, err := net.Dial("unix", c.containerdSocket(n))
 		if err == nil {
 			conn.Close()
 		}
@@ -120,10 +330,12 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
 	})
 }
 
-// writeCNIConfig writes the pods' network: a bridge, the node's gateway,
-// addresses from PodCIDR, and nothing masqueraded (nothing may leave).
-func (c *Cluster) writeCNIConfig() error {
-	return writeFile(c.path("cni", "net.d", "10-bridge.conflist"), fmt.Sprintf(`{
+// writeCNIConfig writes the node's pods' network: a bridge, the node's
+// gateway, addresses from the node's share of PodCIDR, and nothing
+// masqueraded (nothing may leave; pods reach each other's addresses across
+// nodes through the routes connect adds).
+func (c *Cluster) writeCNIConfig(n *node) error {
+	return writeFile(c.nodePath(n, "cni", "net.d", "10-bridge.conflist"), fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "pods",
   "plugins": [
@@ -143,15 +355,20 @@ func (c *Cluster) writeCNIConfig() error {
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, PodCIDR, c.path("cni", "ipam")))
+`, n.podCIDR, c.nodePath(n, "cni", "ipam")))
 }
 
-func (c *Cluster) startKubelet() error {
-	resolv := c.path("resolv.conf")
+// NodeLeaseSeconds is the kubelet's lease: it renews it every quarter of it,
+// and the node lifecycle controller calls a node lost once it has not been
+// renewed for NodeMonitorGracePeriod.
+const NodeLeaseSeconds = 20
+
+func (c *Cluster) startKubelet(n *node) error {
+	resolv := c.nodePath(n, "resolv.conf")
 	if err := writeFile(resolv, "nameserver "+DNSServiceIP+"\n"); err != nil {
 		return err
 	}
-	config := c.path("kubelet.yaml")
+	config := c.nodePath(n, "kubelet.yaml")
 	err := writeFile(config, fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # These machines mount cgroup v1 (hybrid); the kubelet refuses it unless told.
@@ -167,6 +384,7 @@ clusterDomain: cluster.local
 resolvConf: %[5]s
 volumePluginDir: %[6]s
 failSwapOn: false
+nodeLeaseDurationSeconds: %[7]d
 # Images cannot be pulled again from outside: never collect them, and evict
 # only when the machine is really short.
 imageGCHighThresholdPercent: 100
@@ -185,22 +403,23 @@ authentication:
     enabled: false
 authorization:
   mode: AlwaysAllow
-`, c.Host.CgroupRoot, c.containerdSocket(), kubeletPort, DNSServiceIP, resolv, c.path("kubelet", "volume-plugins")))
+`, NodeCgroupRoot(c.Host.CgroupRoot, n.name), c.containerdSocket(n), kubeletPort, DNSServiceIP, resolv,
+		c.nodePath(n, "kubelet", "volume-plugins"), NodeLeaseSeconds))
 	if err != nil {
 		return err
 	}
-	return c.start("kubelet", c.Host.Bins.Kubelet,
+	return c.startOnNode(n, "kubelet", c.Host.Bins.Kubelet,
 		"--config="+config,
-		"--kubeconfig="+c.Kubeconfig,
-		"--root-dir="+c.path("kubelet"),
-		"--cert-dir="+c.path("kubelet", "pki"),
-		"--hostname-override="+NodeName,
-		"--node-ip="+NodeIP,
+		"--kubeconfig="+c.nodeKubeconfig(),
+		"--root-dir="+c.nodePath(n, "kubelet"),
+		"--cert-dir="+c.nodePath(n, "kubelet", "pki"),
+		"--hostname-override="+n.name,
+		"--node-ip="+n.ip,
 	)
 }
 
-func (c *Cluster) startKubeProxy() error {
-	config := c.path("kube-proxy.yaml")
+func (c *Cluster) startKubeProxy(n *node) error {
+	config := c.nodePath(n, "kube-proxy.yaml")
 	err := writeFile(config, fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
@@ -216,12 +435,26 @@ conntrack:
   min: 0
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
-`, c.Kubeconfig, PodCIDR, NodeName, kubeProxyPort))
+`, c.nodeKubeconfig(), PodCIDR, n.name, kubeProxyPort))
 	if err != nil {
 		return err
 	}
-	return c.start("kube-proxy", c.Host.Bins.KubeProxy, "--config="+config)
+	return c.startOnNode(n, "kube-proxy", c.Host.Bins.KubeProxy, "--config="+config)
 }
+
+// node returns the node named name.
+func (c *Cluster) node(name string) (*node, error) {
+	i := slices.IndexFunc(c.nodes, func(n *node) bool { return n.name == name })
+	if i < 0 {
+		return nil, fmt.Errorf("no node is named %s", name)
+	}
+	return c.nodes[i], nil
+}
+
+// NodeCgroupRoot is the kubelet's cgroupRoot on the node named name: one of
+// its own under the run's, as each kubelet removes the pod cgroups it does
+// not know of.
+func NodeCgroupRoot(root, name string) string { return root + "/" + name }
 
 // writeFile writes content to path, making its folder.
 func writeFile(path, content string) error {

@@ -28,16 +28,21 @@ type process struct {
 // harness, which then stops everything in order; and the kernel kills it if
 // the harness dies, even by SIGKILL, so nothing outlives a test run.
 func start(dir, name, bin string, env []string, args ...string) (*process, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return startCmd(dir, name, cmd)
+}
+
+// startCmd starts cmd, logging to dir/name.log.
+func startCmd(dir, name string, cmd *exec.Cmd) (*process, error) {
 	log := filepath.Join(dir, name+".log")
 	f, err := os.Create(log)
 	if err != nil {
 		return nil, fmt.Errorf("create the log of %s: %w", name, err)
 	}
 	defer f.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}

@@ -21,9 +21,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// registryPort is the image registry's, on the namespace's loopback. The
-// registry is named "localhost", which containerd and ko both speak plain
-// HTTP to, as a local registry needs no TLS.
+// registryPort is the image registry's, on every address of the control
+// plane's namespace. The registry is named "localhost", which ko speaks plain
+// HTTP to, as a local registry needs no TLS; the nodes reach it at
+// APIServerIP.
 const registryPort = 5000
 
 // pauseImage is the sandbox image, in the registry.
@@ -32,7 +33,7 @@ const pauseImage = "pause:1"
 // startRegistry serves an image registry (go-containerregistry's, with its
 // blobs on disk) and pushes the tier's own programs to it.
 func (c *Cluster) startRegistry(ctx context.Context) error {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(registryPort))
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(registryPort))
 	if err != nil {
 		return fmt.Errorf("listen for the registry: %w", err)
 	}
