@@ -70,6 +70,12 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		{"a greeter Service with a cluster IP", checkSelectorPort, func(o *Objects, _ *Code) {
 			service(o, "greeter").Spec.ClusterIP = ""
 		}},
+		{"a Deployment that stays on a lost node for the default 300 s", checkLostNodeTolerations, func(o *Objects, _ *Code) {
+			deployment(o, "web").Spec.Template.Spec.Tolerations = nil
+		}},
+		{"a lost-node toleration of forever", checkLostNodeTolerations, func(o *Objects, _ *Code) {
+			deployment(o, "greeter").Spec.Template.Spec.Tolerations[0].TolerationSeconds = nil
+		}},
 		{"a service the caller's policies forget", checkPolicyPaths, func(o *Objects, _ *Code) {
 			o.NetworkPolicies = slices.DeleteFunc(o.NetworkPolicies, func(p networkingv1.NetworkPolicy) bool { return p.Name == "web-to-greeter" })
 		}},

@@ -74,6 +74,7 @@ var Checks = []Check{
 	{"every container is probed, bounded and locked down", checkHardening},
 	{"the grace period outlasts preStop and the graceful stop", checkGracePeriod},
 	{"a Deployment of several replicas keeps one through a drain", checkDisruptionBudgets},
+	{"pods leave a lost node within a minute, not five", checkLostNodeTolerations},
 	{"every container with a memory limit tells its binary the limit", checkMemoryLimit},
 	{"every workload has its own ServiceAccount without a token", checkServiceAccounts},
 	{"every object has the recommended labels", checkLabels},
@@ -364,6 +365,50 @@ func checkDisruptionBudgets(o Objects, _ Code) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// lostNodeTaints are the taints the node lifecycle controller puts on a
+// node it finds lost; a pod that does not say otherwise tolerates each for
+// 300 s (the DefaultTolerationSeconds admission plugin), which leaves its
+// Deployment a replica short for five minutes.
+var lostNodeTaints = []string{corev1.TaintNodeUnreachable, corev1.TaintNodeNotReady}
+
+// The bounds of a lost-node toleration: long enough that a node whose
+// kubelet pauses briefly keeps its pods, short enough that a lost one's are
+// replaced within about a minute of it being found lost.
+const (
+	minLostNodeToleration = 10
+	maxLostNodeToleration = 60
+)
+
+// checkLostNodeTolerations requires every Deployment to tolerate each
+// lost-node taint for a time within the bounds above.
+func checkLostNodeTolerations(o Objects, _ Code) error {
+	var errs []error
+	for _, d := range o.Deployments {
+		for _, taint := range lostNodeTaints {
+			i := slices.IndexFunc(d.Spec.Template.Spec.Tolerations, func(t corev1.Toleration) bool {
+				return t.Key == taint && t.Effect == corev1.TaintEffectNoExecute
+			})
+			if i < 0 {
+				errs = append(errs, fmt.Errorf("Deployment %s does not say how long it stays on a node tainted %s: 300 s by default", d.Name, taint))
+				continue
+			}
+			s := d.Spec.Template.Spec.Tolerations[i].TolerationSeconds
+			if s == nil || *s < minLostNodeToleration || *s > maxLostNodeToleration {
+				errs = append(errs, fmt.Errorf("Deployment %s tolerates %s for %s, want %d to %d s",
+					d.Name, taint, secondsOrForever(s), minLostNodeToleration, maxLostNodeToleration))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func secondsOrForever(s *int64) string {
+	if s == nil {
+		return "ever"
+	}
+	return fmt.Sprintf("%d s", *s)
 }
 
 func checkImages(o Objects, c Code) error {
