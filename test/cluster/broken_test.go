@@ -29,6 +29,9 @@ func TestBrokenManifestsRejected(t *testing.T) {
 		// A selector that does not match the pod template's labels: the
 		// Deployment could never own its pods.
 		"selector-mismatch.yaml": "`selector` does not match template `labels`",
+		// A pod without a seccomp profile, in a namespace that enforces
+		// Pod Security "restricted" (createNamespace labels every one).
+		"no-seccomp.yaml": `violates PodSecurity "restricted:latest": seccompProfile`,
 	} {
 		t.Run(file, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join("testdata", file))

@@ -37,9 +37,15 @@ func deleteNamespace(name string) {
 	_ = env.cluster.Client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
 }
 
+// podSecurityLabel makes the API server admit only pods that meet Pod
+// Security "restricted", the level deploy/README.md asks a user's namespace
+// to enforce: every namespace of the tier has it.
+const podSecurityLabel, podSecurityLevel = "pod-security.kubernetes.io/enforce", "restricted"
+
+// createNamespace makes a namespace that enforces podSecurityLevel.
 func createNamespace(t *testing.T, name string) {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{podSecurityLabel: podSecurityLevel}}}
 	if _, err := env.cluster.Client.CoreV1().Namespaces().Create(t.Context(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("create namespace %s: %v", name, err)
 	}
@@ -189,6 +195,27 @@ var client = &http.Client{
 	},
 }
 
+// getFromNode sends a GET from the network namespace of the node named
+// node, where a NetworkPolicy enforcer lets it reach that node's pods.
+func getFromNode(ctx context.Context, node, url string) (answer, error) {
+	dial, err := env.cluster.DialerOn(node)
+	if err != nil {
+		return answer{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return answer{}, err
+	}
+	c := &http.Client{Timeout: client.Timeout, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+	rsp, err := c.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer rsp.Body.Close()
+	b, err := io.ReadAll(rsp.Body)
+	return answer{status: rsp.StatusCode, body: string(b), header: rsp.Header}, err
+}
+
 // serviceURL is the URL of a Service of ns, by its DNS name.
 func serviceURL(service, ns string) string {
 	return "http://" + service + "." + ns + ".svc.cluster.local"
@@ -209,11 +236,15 @@ func post(ctx context.Context, url, body string) (answer, error) {
 }
 
 func do(ctx context.Context, method, url, body string) (answer, error) {
+	return doWith(ctx, client, method, url, body)
+}
+
+func doWith(ctx context.Context, c *http.Client, method, url, body string) (answer, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
 		return answer{}, err
 	}
-	rsp, err := client.Do(req)
+	rsp, err := c.Do(req)
 	if err != nil {
 		return answer{}, err
 	}

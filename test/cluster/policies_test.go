@@ -223,9 +223,9 @@ func countDenied(matrix []route) int {
 	return n
 }
 
-// ask asks a netcheck pod, from the node, to try a path.
+// ask asks a netcheck pod, from its own node, to try a path.
 func ask(ctx context.Context, p corev1.Pod, query string) (bool, error) {
-	a, err := get(ctx, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+query)
+	a, err := getFromNode(ctx, p.Spec.NodeName, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+query)
 	if err != nil {
 		return false, err
 	}
@@ -252,7 +252,8 @@ func netcheck(t *testing.T, ns, name string, labels map[string]string) corev1.Po
 				}},
 				SecurityContext: &corev1.SecurityContext{
 					RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
-					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+					Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+					SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 				},
 			}},
 		},

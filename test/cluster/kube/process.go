@@ -34,10 +34,11 @@ func start(dir, name, bin string, env []string, args ...string) (*process, error
 	return startCmd(dir, name, cmd)
 }
 
-// startCmd starts cmd, logging to dir/name.log.
+// startCmd starts cmd, logging to dir/name.log (after what an earlier run
+// of the same name logged: a node's agents start again when it comes back).
 func startCmd(dir, name string, cmd *exec.Cmd) (*process, error) {
 	log := filepath.Join(dir, name+".log")
-	f, err := os.Create(log)
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create the log of %s: %w", name, err)
 	}
