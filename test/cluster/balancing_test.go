@@ -164,7 +164,7 @@ func checkSpread(t *testing.T, ns, url string, n int) {
 	var shares []string
 	for i, p := range greeters {
 		share := (after[i] - before[i]) / total
-		shares = append(shares, p.Name+" "+strconv.FormatFloat(100*share, 'f', 1, 64)+"%")
+		shares = append(shares, p.Name+" on "+p.Spec.NodeName+" "+strconv.FormatFloat(100*share, 'f', 1, 64)+"%")
 		if share < 0.20 || share > 0.47 {
 			t.Errorf("%s served %.1f%% of %.0f calls, want 20%% to 47%%", p.Name, 100*share, total)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -269,6 +270,11 @@ type loop struct {
 }
 
 func startLoop(ctx context.Context, url string, rate int) *loop {
+	return startLoopWith(ctx, client, url, rate)
+}
+
+// startLoopWith is startLoop with its own HTTP client.
+func startLoopWith(ctx context.Context, c *http.Client, url string, rate int) *loop {
 	ctx, cancel := context.WithCancel(ctx)
 	l := &loop{cancel: cancel}
 	l.wg.Go(func() {
@@ -283,7 +289,7 @@ func startLoop(ctx context.Context, url string, rate int) *loop {
 			l.wg.Go(func() {
 				start := time.Now()
 				status := ""
-				a, err := get(context.WithoutCancel(ctx), url)
+				a, err := doWith(context.WithoutCancel(ctx), c, http.MethodGet, url, "")
 				if err != nil {
 					status = err.Error()
 				} else {

@@ -257,7 +257,9 @@ func (c *Cluster) nodePath(n *node, elem ...string) string {
 }
 
 // containerdSocket is containerd's API, for the kubelet.
-func (c *Cluster) containerdSocket(n *node) string { return c.nodePath(n, "containerd", "containerd.sock") }
+func (c *Cluster) containerdSocket(n *node) string {
+	return c.nodePath(n, "containerd", "containerd.sock")
+}
 
 // startContainerd starts containerd with runc, the CNI bridge, and the
 // pause image from the registry as every pod's sandbox.
