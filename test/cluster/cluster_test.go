@@ -121,7 +121,7 @@ func metricsURL(p corev1.Pod) string {
 
 // served is how many Greeter.Hello calls a greeter pod counted.
 func served(ctx context.Context, p corev1.Pod) (float64, error) {
-	return metric(ctx, metricsURL(p), "rpc_server_requests_total", `method="Greeter.Hello"`)
+	return metric(ctx, p, "rpc_server_requests_total", `method="Greeter.Hello"`)
 }
 
 // allReady says why not every pod of ns is Running with every container
@@ -272,11 +272,14 @@ func eventually(ctx context.Context, limit time.Duration, check func(context.Con
 	}
 }
 
-// metric reads a counter of a Prometheus text exposition: the sum of the
-// series name{labels...} where labels is a substring of the label set. A
-// counter with no series yet has counted nothing: 0.
-func metric(ctx context.Context, url, series, labels string) (float64, error) {
-	a, err := get(ctx, url)
+// metric reads a counter of a pod's Prometheus text exposition: the sum of
+// the series name{labels...} where labels is a substring of the label set. A
+// counter with no series yet has counted nothing: 0. It asks from the pod's
+// own node, which network policies let through as they let the kubelet's
+// probes: only Prometheus' namespace may scrape from elsewhere.
+func metric(ctx context.Context, p corev1.Pod, series, labels string) (float64, error) {
+	url := metricsURL(p)
+	a, err := getFromNode(ctx, p.Spec.NodeName, url)
 	if err != nil {
 		return 0, err
 	}

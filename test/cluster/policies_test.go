@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -110,6 +111,18 @@ func TestNetworkPolicies(t *testing.T) {
 		}
 	}
 	t.Logf("with kube-router: %d paths, %d allowed and open, %d denied and refused, %d wrong", len(matrix), len(matrix)-countDenied(matrix), countDenied(matrix), len(wrong))
+	// The paths cross nodes where their ends stand on different ones.
+	byNode := map[string]int{}
+	for _, ns := range append(slices.Collect(maps.Keys(cases)), monitoringNamespace) {
+		list, err := pods(t.Context(), ns, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range list {
+			byNode[p.Spec.NodeName]++
+		}
+	}
+	t.Logf("the matrix's pods, by node: %v", byNode)
 	for _, w := range wrong {
 		t.Error(w)
 	}
