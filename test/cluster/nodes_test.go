@@ -68,6 +68,13 @@ func TestNodes(t *testing.T) {
 				t.Logf("failed: sent %s, took %s: %s", r.at.Format("15:04:05.000"), r.took.Round(time.Millisecond), r.status)
 			}
 		}
+		// The web pods that still run say what their greeter calls met
+		// (those the drains evicted took their logs with them).
+		for _, p := range livePods(t, ns, "web") {
+			if out, err := kubectlOutput(t.Context(), "logs", p.Name, "--container=web", "--namespace="+ns, "--since=3m"); err == nil {
+				t.Logf("%s on %s: greeter calls that failed, by error: %v", p.Name, p.Spec.NodeName, failedCalls(out))
+			}
+		}
 		t.Errorf("not every answer was 200 through the drains: %v", s.statuses)
 	}
 
@@ -152,7 +159,8 @@ func drainEveryNode(t *testing.T, ns string) {
 			t.Fatalf("drain %s: %v\n%s", node, err, out)
 		}
 		held := strings.Count(out, "would violate the pod's disruption budget")
-		t.Logf("drained %s in %s (%d evictions refused by a budget and retried)", node, took.Round(100*time.Millisecond), held)
+		t.Logf("drained %s in %s from %s (%d evictions refused by a budget and retried)", node, took.Round(100*time.Millisecond),
+			start.Format("15:04:05.000"), held)
 		if _, err := eventually(t.Context(), 2*time.Minute, replicasReady(ns, 2, "")); err != nil {
 			t.Fatal(err)
 		}
