@@ -202,18 +202,8 @@ func getFromNode(ctx context.Context, node, url string) (answer, error) {
 	if err != nil {
 		return answer{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return answer{}, err
-	}
 	c := &http.Client{Timeout: client.Timeout, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
-	rsp, err := c.Do(req)
-	if err != nil {
-		return answer{}, err
-	}
-	defer rsp.Body.Close()
-	b, err := io.ReadAll(rsp.Body)
-	return answer{status: rsp.StatusCode, body: string(b), header: rsp.Header}, err
+	return doWith(ctx, c, http.MethodGet, url, "")
 }
 
 // serviceURL is the URL of a Service of ns, by its DNS name.
