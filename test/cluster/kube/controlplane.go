@@ -256,7 +256,7 @@ func (c *Cluster) startControllers() error {
 		"--flex-volume-plugin-dir="+c.path("flexvolume"),
 		// A node whose kubelet has not renewed its lease for this long is
 		// lost (default 50 s): shorter, so that the lost-node test is short.
-		// A kubelet renews every NodeLeaseSeconds/4.
+		// A kubelet renews every nodeLeaseSeconds/4.
 		"--node-monitor-grace-period="+NodeMonitorGracePeriod.String(),
 	)...)
 	if err != nil {

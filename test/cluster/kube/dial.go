@@ -22,7 +22,7 @@ func (c *Cluster) DialerOn(name string) (func(ctx context.Context, network, addr
 		return nil, err
 	}
 	dialer := &net.Dialer{}
-	if n.ip == APIServerIP {
+	if !n.ownNetwork {
 		return dialer.DialContext, nil
 	}
 	ns := "/proc/" + strconv.Itoa(n.holder.cmd.Process.Pid) + "/ns/net"

@@ -21,7 +21,7 @@ func (c *Cluster) LoseNode(name string) error {
 	if err != nil {
 		return err
 	}
-	if n.ip == APIServerIP {
+	if !n.ownNetwork {
 		return fmt.Errorf("%s holds the control plane: lose another node", name)
 	}
 	if out, err := exec.Command("ip", "link", "set", "v-"+n.name, "down").CombinedOutput(); err != nil {

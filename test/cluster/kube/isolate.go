@@ -334,7 +334,7 @@ func setUpNetwork() error {
 	for _, args := range [][]string{
 		{"link", "set", "lo", "up"},
 		{"link", "add", nodesBridge, "type", "bridge"},
-		{"addr", "add", APIServerIP + "/24", "dev", nodesBridge},
+		{"addr", "add", APIServerIP + nodesBits, "dev", nodesBridge},
 		{"link", "set", nodesBridge, "up"},
 		{"route", "add", ServiceCIDR, "dev", "lo", "src", APIServerIP},
 	} {

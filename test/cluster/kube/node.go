@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -40,17 +41,35 @@ type node struct {
 	name    string
 	ip      string // its address on nodesBridge
 	podCIDR string // its share of PodCIDR, given by its CNI config
+	// ownNetwork: it has a network namespace of its own (all but the
+	// first, which shares the control plane's).
+	ownNetwork bool
 	// holder is the process that holds its namespaces (the node stage);
 	// every process of the node joins them with nsenter.
 	holder *process
 	procs  []*process
 }
 
-// nodesBridge joins the nodes, in the control plane's network namespace.
-const nodesBridge = "nodes"
+// nodesBridge joins the nodes, in the control plane's network namespace, on
+// a /nodesBits network around APIServerIP.
+const (
+	nodesBridge = "nodes"
+	nodesBits   = "/24"
+)
 
+// newNode is node i: its address the i-th after APIServerIP (the first
+// node's is APIServerIP), its pods the (i+1)-th /24 of PodCIDR.
 func newNode(i int) *node {
-	return &node{name: NodeName(i), ip: "10.200.0." + strconv.Itoa(i+1), podCIDR: "10.88." + strconv.Itoa(i+1) + ".0/24"}
+	ip := netip.MustParseAddr(APIServerIP).As4()
+	ip[3] += byte(i)
+	pods := netip.MustParsePrefix(PodCIDR).Addr().As4()
+	pods[2] = byte(i + 1)
+	return &node{
+		name:       NodeName(i),
+		ip:         netip.AddrFrom4(ip).String(),
+		podCIDR:    netip.PrefixFrom(netip.AddrFrom4(pods), 24).String(),
+		ownNetwork: i > 0,
+	}
 }
 
 // startNodes starts every node, waits until all are Ready, then deploys the
@@ -123,7 +142,7 @@ func (c *Cluster) NodeReady(ctx context.Context, name string) error {
 // fixed paths behind its own tmpfs and waits to be stopped.
 func (c *Cluster) startHolder(n *node) error {
 	flags := uintptr(syscall.CLONE_NEWNS)
-	if n.ip != APIServerIP {
+	if n.ownNetwork {
 		flags |= syscall.CLONE_NEWNET
 	}
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
@@ -183,7 +202,7 @@ func (n *node) inNode(name string, args ...string) (string, []string) {
 // nodes already up to its pods. The first node's network is set up by the
 // init stage (setUpNetwork).
 func (c *Cluster) connect(n *node) error {
-	if n.ip == APIServerIP {
+	if !n.ownNetwork {
 		return nil
 	}
 	link := "v-" + n.name
@@ -194,7 +213,7 @@ func (c *Cluster) connect(n *node) error {
 	}
 	inside := [][]string{
 		{"ip", "link", "set", "lo", "up"},
-		{"ip", "addr", "add", n.ip + "/24", "dev", "eth0"},
+		{"ip", "addr", "add", n.ip + nodesBits, "dev", "eth0"},
 		{"ip", "link", "set", "eth0", "up"},
 		{"ip", "route", "add", ServiceCIDR, "dev", "lo", "src", n.ip},
 		// Packets between its pods and the other nodes' pass through it.
@@ -224,7 +243,7 @@ func (c *Cluster) connect(n *node) error {
 // routeTo is the command that routes to m's pods from n.
 func (n *node) routeTo(m *node) []string {
 	route := []string{"ip", "route", "replace", m.podCIDR, "via", m.ip}
-	if n.ip == APIServerIP {
+	if !n.ownNetwork {
 		return route
 	}
 	name, args := n.inNode(route[0], route[1:]...)
@@ -360,10 +379,10 @@ func (c *Cluster) writeCNIConfig(n *node) error {
 `, n.podCIDR, c.nodePath(n, "cni", "ipam")))
 }
 
-// NodeLeaseSeconds is the kubelet's lease: it renews it every quarter of it,
+// nodeLeaseSeconds is the kubelet's lease: it renews it every quarter of it,
 // and the node lifecycle controller calls a node lost once it has not been
 // renewed for NodeMonitorGracePeriod.
-const NodeLeaseSeconds = 20
+const nodeLeaseSeconds = 20
 
 func (c *Cluster) startKubelet(n *node) error {
 	resolv := c.nodePath(n, "resolv.conf")
@@ -406,7 +425,7 @@ authentication:
 authorization:
   mode: AlwaysAllow
 `, NodeCgroupRoot(c.Host.CgroupRoot, n.name), c.containerdSocket(n), kubeletPort, DNSServiceIP, resolv,
-		c.nodePath(n, "kubelet", "volume-plugins"), NodeLeaseSeconds))
+		c.nodePath(n, "kubelet", "volume-plugins"), nodeLeaseSeconds))
 	if err != nil {
 		return err
 	}
