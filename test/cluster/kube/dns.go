@@ -38,9 +38,16 @@ func Resolver() *net.Resolver {
 }
 
 // corefile answers the cluster's names from the API server (in-cluster,
-// with the pod's ServiceAccount) and forwards nothing: nothing may leave.
+// with the pod's ServiceAccount) and forwards nothing: nothing may leave. As
+// clusters run it (kubeadm's Corefile): ready once its names are loaded, and
+// still answering for 5 s after SIGTERM while its endpoint is removed, so
+// that a drain moves it without a lookup refused.
 const corefile = `.:53 {
     errors
+    health :8080 {
+        lameduck 5s
+    }
+    ready :8181
     cache 30
     kubernetes cluster.local in-addr.arpa ip6.arpa {
         pods insecure
@@ -121,6 +128,12 @@ func (c *Cluster) startDNS(ctx context.Context) error {
 									{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},
 								},
 								VolumeMounts: []corev1.VolumeMount{{Name: "config", MountPath: "/etc/coredns", ReadOnly: true}},
+								ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+									HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8181)},
+								}, PeriodSeconds: 2},
+								LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+									HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromInt32(8080)},
+								}, PeriodSeconds: 10},
 							}},
 							Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
 								ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "coredns"}},
