@@ -163,7 +163,7 @@ func (g *server) call(w http.ResponseWriter, r *http.Request) {
 // it is, as JSON, which go-micro's server decodes into the endpoint's
 // request type and whose reply it encodes as JSON.
 func (g *server) forward(ctx context.Context, service, endpoint string, body []byte) ([]byte, *httpapi.CallError) {
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	ctx, cancel := k8s.WithBudget(ctx, g.timeout)
 	defer cancel()
 	req := g.client.NewRequest(service, endpoint, &codec.Frame{Data: body}, client.WithContentType("application/json"))
 	var rsp codec.Frame

@@ -32,6 +32,10 @@
 //   - Bounded messages, headers, bodies and HTTP phases, a graceful stop
 //     shorter than the pods' grace period, and undecodable requests answered
 //     InvalidArgument: what a pod exposed to a cluster's traffic needs.
+//   - Load shedding (limiter): an adaptive limit of requests worked on at
+//     once, a queue held to CoDel's bounds, refusals at once beyond
+//     --max_in_flight: the pods run without CPU limits, and a server that
+//     cannot keep up says so fast rather than queue its callers.
 //   - Metrics on a port of their own (MetricsPort), JSON logs and trace
 //     context (SetupLogging, SetupTracing): what Prometheus, log collectors
 //     and meshes on Kubernetes read.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,18 +21,17 @@ import (
 )
 
 const (
-	// DefaultMaxInFlight bounds the requests a server works on at once;
-	// more are refused at once instead of queued. A request is about 100 µs
-	// of CPU here: 256 waiting are tens of milliseconds of work on a pod's
-	// half core, already more latency than a caller wants, and a few MB of
-	// memory, far from the containers' limits. Past that, queueing only
-	// grows memory until the OOM killer takes every request with it.
+	// DefaultMaxInFlight bounds the requests a server holds at once, worked
+	// on or queued (see limiter); more are refused at once. A request is
+	// about 100 µs of CPU here: 256 are tens of milliseconds of work on a
+	// pod's half core, already more latency than a caller wants, and a few
+	// MB of memory, far from the containers' limits.
 	DefaultMaxInFlight = 256
 	// FlagMaxInFlight and EnvMaxInFlight set it.
 	FlagMaxInFlight = "max_in_flight"
 	EnvMaxInFlight  = "MICRO_MAX_IN_FLIGHT"
 	// RetryAfterSeconds is what a refused HTTP request is told to wait.
-	RetryAfterSeconds = 1
+	RetryAfterSeconds = httpapi.RetryAfterSeconds
 )
 
 // ProbePaths are the HTTP paths never refused: the kubelet's probes must
@@ -39,33 +39,56 @@ const (
 // broken.
 var ProbePaths = []string{"/health", "/healthz", "/livez", "/readyz"}
 
-// shedder refuses work beyond max requests in flight: gRPC calls with
-// RESOURCE_EXHAUSTED, HTTP requests with 503 and Retry-After, both at once
-// and before any of the request is read. Refusals are counted, and said in
-// the log at most once a second, not once per request.
+// shedder refuses the work a server cannot do in time (see limiter): gRPC
+// calls with RESOURCE_EXHAUSTED, HTTP requests with 503 and Retry-After,
+// before any of the request's body is read. Refusals are counted by
+// reason, and said in the log at most once a second, not once per request.
 type shedder struct {
-	max      int           // set by --max_in_flight
-	slots    chan struct{} // made by start, max long
+	max      int      // set by --max_in_flight
+	limiter  *limiter // made by start
 	shedRPC  *prometheus.CounterVec
-	shedHTTP prometheus.Counter
-	refused  atomic.Int64 // since the last log line
-	lastLog  atomic.Int64 // unix nanoseconds
+	shedHTTP *prometheus.CounterVec
+	served   prometheus.Observer // the queue wait of requests served
+	refusals prometheus.Observer // and of those refused
+	refused  atomic.Int64        // since the last log line
+	lastLog  atomic.Int64        // unix nanoseconds
 }
 
 func newShedder(reg *prometheus.Registry) *shedder {
 	s := &shedder{
 		max: DefaultMaxInFlight,
 		shedRPC: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rpc_server_shed_total", Help: "RPCs refused with RESOURCE_EXHAUSTED: too many in flight.",
-		}, []string{"method"}),
-		shedHTTP: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "http_server_shed_total", Help: "HTTP requests refused with 503: too many in flight.",
-		}),
+			Name: "rpc_server_shed_total", Help: "RPCs refused with RESOURCE_EXHAUSTED, by reason: queue_delay (waited too long for a slot) or concurrency (max_in_flight held).",
+		}, []string{"method", "reason"}),
+		shedHTTP: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_server_shed_total", Help: "HTTP requests refused with 503, by reason: queue_delay (waited too long for a slot) or concurrency (max_in_flight held).",
+		}, []string{"reason"}),
 	}
-	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "server_requests_in_flight", Help: "Requests worked on now, gRPC and HTTP; at most --max_in_flight.",
-	}, func() float64 { return float64(len(s.slots)) })
-	reg.MustRegister(s.shedRPC, s.shedHTTP, inFlight)
+	waited := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "server_queue_wait_seconds",
+		Help:    "How long requests waited for a slot, gRPC and HTTP, by outcome: served or refused (a refusal's whole time at the server).",
+		Buckets: []float64{.0001, .001, .0025, .005, .01, .025, .05, .1, .25},
+	}, []string{"outcome"})
+	s.served, s.refusals = waited.WithLabelValues("served"), waited.WithLabelValues("refused")
+	state := func(pick func(limit float64, working, queued int) float64) func() float64 {
+		return func() float64 {
+			if s.limiter == nil {
+				return 0
+			}
+			return pick(s.limiter.snapshot())
+		}
+	}
+	reg.MustRegister(s.shedRPC, s.shedHTTP, waited,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "server_requests_in_flight", Help: "Requests worked on now, gRPC and HTTP; at most server_concurrency_limit.",
+		}, state(func(_ float64, working, _ int) float64 { return float64(working) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "server_requests_queued", Help: "Requests waiting for a slot now, gRPC and HTTP.",
+		}, state(func(_ float64, _, queued int) float64 { return float64(queued) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "server_concurrency_limit", Help: "Requests the server works on at once at most now: adapts to the time they take, up to --max_in_flight.",
+		}, state(func(limit float64, _, _ int) float64 { return math.Floor(limit) })),
+	)
 	return s
 }
 
@@ -76,7 +99,7 @@ func (s *shedder) flag() cli.Flag {
 		EnvVars:     []string{EnvMaxInFlight},
 		Value:       DefaultMaxInFlight,
 		Destination: &s.max,
-		Usage:       "Requests worked on at once at most; more are refused at once (gRPC RESOURCE_EXHAUSTED, HTTP 503)",
+		Usage:       "Requests held at once at most, worked on or queued; more are refused at once (gRPC RESOURCE_EXHAUSTED, HTTP 503)",
 	}
 }
 
@@ -84,28 +107,33 @@ func (s *shedder) start() error {
 	if s.max < 1 {
 		return fmt.Errorf("--%s (%s) must be at least 1, got %d", FlagMaxInFlight, EnvMaxInFlight, s.max)
 	}
-	s.slots = make(chan struct{}, s.max)
+	s.limiter = newLimiter(s.max)
 	return nil
 }
 
-// acquire takes a slot, or says there is none. A server that was never
-// started (a handler under test) has no limit.
-func (s *shedder) acquire() bool {
-	if s.slots == nil {
-		return true
+// admit waits for a slot for a request that arrived at now. It returns
+// when the request's work began, for done, or why it is refused; an error
+// is the caller's leaving. A server that was never started (a handler
+// under test) has no limit.
+func (s *shedder) admit(ctx context.Context, now time.Time) (time.Time, string, error) {
+	if s.limiter == nil {
+		return now, "", nil
 	}
-	select {
-	case s.slots <- struct{}{}:
-		return true
-	default:
+	waited, reason, err := s.limiter.acquire(ctx, now)
+	switch {
+	case reason != "":
+		s.refusals.Observe(waited.Seconds())
 		s.said()
-		return false
+	case err == nil:
+		s.served.Observe(waited.Seconds())
 	}
+	return now.Add(waited), reason, err
 }
 
-func (s *shedder) release() {
-	if s.slots != nil {
-		<-s.slots
+// done frees the slot of a request admitted at start.
+func (s *shedder) done(start time.Time) {
+	if s.limiter != nil {
+		s.limiter.release(time.Since(start))
 	}
 }
 
@@ -115,9 +143,18 @@ func (s *shedder) said() {
 	now, last := time.Now().UnixNano(), s.lastLog.Load()
 	if now-last >= int64(time.Second) && s.lastLog.CompareAndSwap(last, now) {
 		s.refused.Add(-n)
+		limit, working, queued := s.limiter.snapshot()
 		slog.LogAttrs(context.Background(), slog.LevelWarn, "overloaded: refusing requests",
-			slog.Int64("refused", n), slog.Int("max_in_flight", s.max))
+			slog.Int64("refused", n), slog.Int("limit", int(limit)), slog.Int("working", working), slog.Int("queued", queued))
 	}
+}
+
+// refusal says why a request was refused, to its caller.
+func refusal(reason string) string {
+	if reason == refusedQueueDelay {
+		return "overloaded: no slot within the queue's bound, retry later"
+	}
+	return "overloaded: too many requests held, retry later"
 }
 
 // stream is the gRPC interceptor: it runs before go-micro reads the
@@ -127,11 +164,15 @@ func (s *shedder) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	if service == "Health" || service == "Debug" && method == "Health" {
 		return handler(srv, ss)
 	}
-	if !s.acquire() {
-		s.shedRPC.WithLabelValues(service + "." + method).Inc()
-		return status.Errorf(codes.ResourceExhausted, "overloaded: more than %d requests in flight, retry later", s.max)
+	start, reason, err := s.admit(ss.Context(), time.Now())
+	if err != nil {
+		return status.FromContextError(err).Err()
 	}
-	defer s.release()
+	if reason != "" {
+		s.shedRPC.WithLabelValues(service+"."+method, reason).Inc()
+		return status.Error(codes.ResourceExhausted, refusal(reason))
+	}
+	defer s.done(start)
 	return handler(srv, ss)
 }
 
@@ -143,20 +184,41 @@ func splitMethod(full string) (service, method string) {
 }
 
 // http is the HTTP middleware: refused requests get 503, Retry-After and a
-// JSON error. The probes' paths are never refused.
+// JSON error. The probes' paths are never refused. The request's context
+// carries when it arrived (see WithBudget).
 func (s *shedder) http(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if slices.Contains(ProbePaths, r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if !s.acquire() {
-			s.shedHTTP.Inc()
-			w.Header().Set("Retry-After", fmt.Sprint(RetryAfterSeconds))
-			httpapi.WriteError(w, http.StatusServiceUnavailable, "overloaded: too many requests in flight, retry shortly")
+		arrived := time.Now()
+		start, reason, err := s.admit(r.Context(), arrived)
+		if err != nil {
+			return // the client left: no one to answer
+		}
+		if reason != "" {
+			s.shedHTTP.WithLabelValues(reason).Inc()
+			httpapi.WriteError(w, http.StatusServiceUnavailable, refusal(reason))
 			return
 		}
-		defer s.release()
-		next.ServeHTTP(w, r)
+		defer s.done(start)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), arrivedKey{}, arrived)))
 	})
+}
+
+type arrivedKey struct{}
+
+// WithBudget returns a context for the calls a request makes, whose
+// deadline is d after the request arrived (an HTTP request served by a web
+// service of this package: when its handling began, which net/http does
+// as soon as its header is read), so that a request that waited for a
+// slot does not then spend the whole of d. Without an arrival, it is d
+// from now. An earlier deadline of ctx (a gRPC caller's) still holds.
+func WithBudget(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	at, ok := ctx.Value(arrivedKey{}).(time.Time)
+	if !ok {
+		at = time.Now()
+	}
+	return context.WithDeadline(ctx, at.Add(d))
 }

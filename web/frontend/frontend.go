@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/micro/kubernetes/pkg/k8s"
 	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
 )
@@ -175,7 +176,7 @@ func (f *server) health(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (f *server) hello(ctx context.Context, name string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	ctx, cancel := k8s.WithBudget(ctx, f.timeout)
 	defer cancel()
 	rsp, err := f.greeter.Hello(ctx, &greeterv1.HelloRequest{Name: name})
 	if err != nil {

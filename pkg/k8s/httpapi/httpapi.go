@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	merrors "go-micro.dev/v6/errors"
@@ -47,8 +48,16 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	}
 }
 
+// RetryAfterSeconds is what every 503 tells its caller to wait (a
+// Retry-After header): a server refusing load, or one whose dependency
+// refused or did not answer, is worth trying again about that soon.
+const RetryAfterSeconds = 1
+
 // WriteError writes {"error": msg} with the given status.
 func WriteError(w http.ResponseWriter, status int, msg string) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
+	}
 	WriteJSON(w, status, Error{Error: msg})
 }
 
