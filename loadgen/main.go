@@ -120,7 +120,10 @@ func newRequester(target, rpc, name string, timeout time.Duration) (func(context
 		if err != nil {
 			return err
 		}
-		if rsp.StatusCode != http.StatusOK {
+		switch {
+		case rsp.StatusCode == http.StatusServiceUnavailable && rsp.Header.Get("Retry-After") != "":
+			return fmt.Errorf("%w: %s", load.ErrRefused, rsp.Status)
+		case rsp.StatusCode != http.StatusOK:
 			return errors.New(rsp.Status)
 		}
 		return nil

@@ -4,6 +4,7 @@ package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -22,6 +23,15 @@ type Options struct {
 	Requests int
 }
 
+// ErrRefused marks a request the target refused because it is overloaded
+// (HTTP 503, gRPC RESOURCE_EXHAUSTED): an answer, timed apart from the
+// requests served.
+var ErrRefused = errors.New("refused: overloaded")
+
+// ErrNotSent is the error kind of a request the run did not send: at the
+// rate, every worker was busy.
+const ErrNotSent = "rate not held: every worker busy"
+
 // Result is what a run measured.
 type Result struct {
 	Requests   int            `json:"requests"`
@@ -34,12 +44,20 @@ type Result struct {
 	P90        time.Duration `json:"p90_ns"`
 	P99        time.Duration `json:"p99_ns"`
 	Max        time.Duration `json:"max_ns"`
+	// Refused counts the errors that are ErrRefused, and times them.
+	Refused    int           `json:"refused"`
+	RefusedP50 time.Duration `json:"refused_p50_ns"`
+	RefusedP99 time.Duration `json:"refused_p99_ns"`
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d requests in %s: %.0f/s ok, %d errors %v; latency p50 %s p90 %s p99 %s max %s",
+	s := fmt.Sprintf("%d requests in %s: %.0f/s ok, %d errors %v; latency p50 %s p90 %s p99 %s max %s",
 		r.Requests, r.Elapsed.Round(time.Millisecond), r.Throughput, r.Errors, r.ErrorKinds,
 		round(r.P50), round(r.P90), round(r.P99), round(r.Max))
+	if r.Refused > 0 {
+		s += fmt.Sprintf("; %d of the errors refused (overloaded) in p50 %s p99 %s", r.Refused, round(r.RefusedP50), round(r.RefusedP99))
+	}
+	return s
 }
 
 func round(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
@@ -61,6 +79,7 @@ func Run(ctx context.Context, o Options, do func(context.Context) error) Result 
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
+		refused   []time.Duration
 		kinds     = map[string]int{}
 		sent      int
 	)
@@ -73,9 +92,13 @@ func Run(ctx context.Context, o Options, do func(context.Context) error) Result 
 				err := do(requestCtx)
 				took := time.Since(begin)
 				mu.Lock()
-				if err != nil {
+				switch {
+				case errors.Is(err, ErrRefused):
+					refused = append(refused, took)
+					fallthrough
+				case err != nil:
 					kinds[err.Error()]++
-				} else {
+				default:
 					latencies = append(latencies, took)
 				}
 				mu.Unlock()
@@ -107,7 +130,7 @@ dispatch:
 			case tokens <- struct{}{}:
 			default:
 				mu.Lock()
-				kinds["rate not held: every worker busy"]++
+				kinds[ErrNotSent]++
 				mu.Unlock()
 			}
 		}
@@ -128,11 +151,19 @@ dispatch:
 	if len(kinds) == 0 {
 		r.ErrorKinds = nil
 	}
-	slices.Sort(latencies)
 	if n := len(latencies); n > 0 {
-		at := func(p float64) time.Duration { return latencies[int(p*float64(n-1))] }
-		r.P50, r.P90, r.P99, r.Max = at(0.5), at(0.9), at(0.99), latencies[n-1]
+		r.P50, r.P90, r.P99, r.Max = quantile(latencies, 0.5), quantile(latencies, 0.9), quantile(latencies, 0.99), quantile(latencies, 1)
 		r.Throughput = float64(n) / elapsed.Seconds()
 	}
+	r.Refused, r.RefusedP50, r.RefusedP99 = len(refused), quantile(refused, 0.5), quantile(refused, 0.99)
 	return r
+}
+
+// quantile sorts d and returns its q quantile; 0 when it is empty.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[int(q*float64(len(d)-1))]
 }
