@@ -49,6 +49,7 @@ require (
 	github.com/lib/pq v1.10.9 // indirect
 	github.com/mattn/go-colorable v0.1.13 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/micro/kubernetes/loadgen v0.0.0-00010101000000-000000000000
 	github.com/miekg/dns v1.1.50 // indirect
 	github.com/mitchellh/go-homedir v1.1.0 // indirect
 	github.com/mitchellh/hashstructure v1.1.0 // indirect
@@ -88,7 +89,7 @@ require (
 	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.23.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.48.0
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/tools v0.49.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
@@ -99,6 +100,7 @@ require (
 replace (
 	github.com/micro/kubernetes/dev => ../../dev
 	github.com/micro/kubernetes/health => ../../health
+	github.com/micro/kubernetes/loadgen => ../../loadgen
 	github.com/micro/kubernetes/pkg/k8s => ../../pkg/k8s
 	github.com/micro/kubernetes/proto => ../../proto
 	github.com/micro/kubernetes/web => ../../web

@@ -76,6 +76,12 @@ func TestOverloadIsRefusedAtOnce(t *testing.T) {
 		if a := get(t, "GET", s.Ports.HealthURL()); a.status != 200 {
 			t.Errorf("the sidecar while the greeter is overloaded: %d %s", a.status, a.body)
 		}
+		// The web passes the greeter's refusal on, at once, as its own.
+		start = time.Now()
+		a := get(t, "GET", s.Ports.URL()+"/greeter?name=refused")
+		if took := time.Since(start); a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") != "1" || took > refusedFast {
+			t.Errorf("the web while the greeter refuses: %d after %s, Retry-After %q, %s; want 503 at once and 1", a.status, took, a.header.Get("Retry-After"), a.body)
+		}
 		release()
 		deadline = time.Now().Add(5 * time.Second)
 		for err = hello(); err != nil && time.Now().Before(deadline); err = hello() {
