@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
@@ -113,8 +114,11 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		{"a bare TCP readiness probe", checkHardening, func(o *Objects, _ *Code) {
 			container(o, "web", "web").ReadinessProbe.ProbeHandler = corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}}
 		}},
-		{"no CPU limit", checkHardening, func(o *Objects, _ *Code) {
+		{"no CPU limit on a helper", checkHardening, func(o *Objects, _ *Code) {
 			delete(container(o, "greeter", "health").Resources.Limits, corev1.ResourceCPU)
+		}},
+		{"a CPU limit on a server", checkHardening, func(o *Objects, _ *Code) {
+			container(o, "web", "web").Resources.Limits[corev1.ResourceCPU] = resource.MustParse("500m")
 		}},
 		{"a writable root filesystem", checkHardening, func(o *Objects, _ *Code) {
 			container(o, "web", "web").SecurityContext.ReadOnlyRootFilesystem = ptr.To(false)

@@ -430,7 +430,7 @@ func checkImages(o Objects, c Code) error {
 	return errors.Join(errs...)
 }
 
-func checkHardening(o Objects, _ Code) error {
+func checkHardening(o Objects, c Code) error {
 	var errs []error
 	for _, d := range o.Deployments {
 		pod := d.Spec.Template.Spec
@@ -446,9 +446,19 @@ func checkHardening(o Objects, _ Code) error {
 				if _, ok := ctr.Resources.Requests[r]; !ok {
 					errs = append(errs, fmt.Errorf("%s: no %s request", where, r))
 				}
-				if _, ok := ctr.Resources.Limits[r]; !ok {
-					errs = append(errs, fmt.Errorf("%s: no %s limit", where, r))
-				}
+			}
+			if _, ok := ctr.Resources.Limits[corev1.ResourceMemory]; !ok {
+				errs = append(errs, fmt.Errorf("%s: no memory limit", where))
+			}
+			// A CPU limit stops a container for the rest of a CFS period
+			// once it is used up, refusals and probes included: the servers
+			// (the images that serve metrics) shed their own load and have
+			// none (docs/reliability.md, Overload); the helpers have one.
+			_, limited := ctr.Resources.Limits[corev1.ResourceCPU]
+			if server := slices.Contains(c.MetricsImages, ctr.Image); server && limited {
+				errs = append(errs, fmt.Errorf("%s: a server with a CPU limit, which stalls its refusals", where))
+			} else if !server && !limited {
+				errs = append(errs, fmt.Errorf("%s: no CPU limit", where))
 			}
 			sc := ctr.SecurityContext
 			if sc == nil {
