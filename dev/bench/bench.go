@@ -365,7 +365,10 @@ func web(addr string) (func(context.Context) error, func()) {
 		if err != nil {
 			return err
 		}
-		if rsp.StatusCode != http.StatusOK {
+		switch {
+		case rsp.StatusCode == http.StatusServiceUnavailable && rsp.Header.Get("Retry-After") != "":
+			return fmt.Errorf("%w: %s", load.ErrRefused, rsp.Status)
+		case rsp.StatusCode != http.StatusOK:
 			return fmt.Errorf("%s", rsp.Status)
 		}
 		return nil
@@ -437,7 +440,7 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 			server: p.greeter, greeter: p.greeter, client: self,
 		},
 		{
-			name: "web /greeter", throughput: targetWeb,
+			name: "web /greeter", throughput: targetWeb, overload: true,
 			call:   func(side string) (func(context.Context) error, func()) { return web(p.web[side].addr) },
 			server: p.web, greeter: p.greeter, client: func(side string) int { return p.web[side].cmd.Process.Pid },
 		},
@@ -479,7 +482,17 @@ type path struct {
 	// throughput bounds the ratio at saturation (at least), cpu the
 	// greeter's CPU per request at the fixed rate (at most; 0: none).
 	throughput, cpu float64
+	// overload adds the rows of an open loop at overloadFactor times the
+	// baseline's throughput.
+	overload bool
 }
+
+// overloadFactor times the baseline's throughput at saturation is offered
+// in the overload rows, with at most overloadOpen requests open.
+const (
+	overloadFactor = 2
+	overloadOpen   = 1000
+)
 
 // measure loads the path on every side, alternating them round by round
 // (each round in another order), at saturation and then at a fixed rate,
@@ -539,6 +552,9 @@ func (b *bench) measure(ctx context.Context, pa path) error {
 			done()
 		}
 	}
+	if pa.overload {
+		b.overload(ctx, pa, median(sat[baseline]))
+	}
 	for _, side := range []string{project, stock} {
 		// At saturation each side's cost per request also depends on the
 		// rate it reached (a busier server writes more replies per system
@@ -558,6 +574,34 @@ func (b *bench) measure(ctx context.Context, pa path) error {
 		}
 	}
 	return nil
+}
+
+// overload offers overloadFactor times capacity on every side, open loop,
+// and adds the rows: the served requests' p99 and rate, and how long the
+// refused ones took. The baseline refuses nothing: its row's baseline is
+// its served p99, the wait of every request past its capacity.
+func (b *bench) overload(ctx context.Context, pa path, capacity float64) {
+	served, refused, rate := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	for round := range b.cfg.Rounds {
+		for _, side := range rotate(sides, round) {
+			do, done := pa.call(side)
+			r := load.Run(ctx, load.Options{Rate: overloadFactor * capacity, Workers: overloadOpen, Duration: b.cfg.Fixed}, do)
+			done()
+			served[side], rate[side] = append(served[side], ms(r.P99)), append(rate[side], r.Throughput)
+			refused[side] = append(refused[side], ms(r.RefusedP99))
+			if side == baseline {
+				refused[side][len(refused[side])-1] = ms(r.P99)
+			}
+		}
+	}
+	at := fmt.Sprintf("at %dx the baseline's capacity (%.0f req/s)", overloadFactor, overloadFactor*capacity)
+	for _, side := range []string{project, stock} {
+		b.rows = append(b.rows,
+			paired(pa.name+": served p99 "+at, side, "ms", served, nil),
+			paired(pa.name+": served "+at, side, "req/s", rate, nil),
+			paired(pa.name+": refusal p99 "+at+" (baseline: its served p99, it refuses none)", side, "ms", refused, nil),
+		)
+	}
 }
 
 // rotate is the sides in the order of a round: each goes first in turn.
