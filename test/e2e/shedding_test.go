@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/micro/kubernetes/dev/stack"
 	"github.com/micro/kubernetes/loadgen/load"
 )
 
@@ -37,22 +39,32 @@ const (
 	goodputAtLeast = 0.25        // at 1.5x, of the capacity
 	// refusedWithin bounds most refusals at the server, by its own clock
 	// (a bucket of server_queue_wait_seconds): refusedShare of them.
-	refusedWithin   = "0.05"
-	refusedShare    = 0.95
-	recoveredWithin = 250 * time.Millisecond // p99 of the second after
+	refusedWithin = "0.05"
+	refusedShare  = 0.95
+	// In the second after: the p99, and the share refused while what the
+	// overload left behind drains.
+	recoveredWithin = 250 * time.Millisecond
+	recoveredShare  = 0.05
 )
 
 // Past its capacity, the web serves what it can and refuses the rest at
 // once with 503 and Retry-After, against the processes `make run` starts,
 // on a CPU of their own (see cpusApart). At 1.5 and 3 times its capacity
 // every request it is sent is answered, served or refused, the refusals
-// within 50 ms at the server, and the second after is as before; at 1.5x
-// it still serves a good part of its capacity. How much it serves at 3x is
-// only reported: a refusal costs a third of a request served (the test
-// reports both), so refusing twice the capacity takes most of the CPU
-// (docs/reliability.md, Overload).
+// within 50 ms at the server, and the second after is as before but for
+// a few refusals while the overload drains; at 1.5x it still serves a good
+// part of its capacity. How much it serves at 3x is only reported: a
+// refusal costs a third of a request served (the test reports both), so
+// refusing twice the capacity takes most of the CPU (docs/reliability.md,
+// Overload).
 func TestOverloadKeepsServedRequestsFast(t *testing.T) {
-	s := startStack(t)
+	// Quiet: a log line a request, copied into the test's log, would be
+	// work for the load generator's CPU and a flood in its output.
+	root, err := stack.Root(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startOptions(t, stack.Options{Ports: freePorts(t, 1), ConfigFile: filepath.Join(root, stack.ConfigFile), Out: io.Discard})
 	url := s.Ports.URL() + "/greeter?name=overload"
 	do := getter(url, overloadOpen)
 	pids := []int{s.Pid("web"), s.Pid("greeter"), s.Pid("health"), s.Pid("api")}
@@ -94,8 +106,9 @@ func TestOverloadKeepsServedRequestsFast(t *testing.T) {
 		if fast < refused*refusedShare {
 			t.Errorf("at %.1fx: %.0f of %.0f refusals took over %s s at the web, want %.0f%% within", factor, refused-fast, refused, refusedWithin, 100*refusedShare)
 		}
-		if after.Errors > 0 || after.P99 > recoveredWithin {
-			t.Errorf("the second after %.1fx: %d errors %v, p99 %s; want none, within %s", factor, after.Errors, after.ErrorKinds, after.P99, recoveredWithin)
+		if after.Errors > after.Refused || float64(after.Refused) > recoveredShare*float64(after.Requests) || after.P99 > recoveredWithin {
+			t.Errorf("the second after %.1fx: %d errors %v, p99 %s; want no failures, at most %.0f%% refused, p99 within %s",
+				factor, after.Errors, after.ErrorKinds, after.P99, 100*recoveredShare, recoveredWithin)
 		}
 		if factor > 2 {
 			continue
