@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -104,30 +103,7 @@ func newRequester(target, rpc, name string, timeout time.Duration) (func(context
 	}
 	// Enough idle connections for every worker: one connection each, reused.
 	client := &http.Client{Timeout: timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-		if err != nil {
-			return err
-		}
-		rsp, err := client.Do(req)
-		if err != nil {
-			return errors.Unwrap(err) // the cause, without the URL: fewer error kinds
-		}
-		// Read to the end: a connection whose response is left unread is
-		// closed, not reused, and each request would pay a new one.
-		_, err = io.Copy(io.Discard, rsp.Body)
-		rsp.Body.Close()
-		if err != nil {
-			return err
-		}
-		switch {
-		case rsp.StatusCode == http.StatusServiceUnavailable && rsp.Header.Get("Retry-After") != "":
-			return fmt.Errorf("%w: %s", load.ErrRefused, rsp.Status)
-		case rsp.StatusCode != http.StatusOK:
-			return errors.New(rsp.Status)
-		}
-		return nil
-	}, nil
+	return load.Get(client, target), nil
 }
 
 // waitFor retries one request until it succeeds, as the target may start

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -353,26 +352,7 @@ var callTimeout = k8s.NewClient().Options().CallOptions.RequestTimeout
 func web(addr string) (func(context.Context) error, func()) {
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 5 * time.Second}
 	url := "http://" + addr + "/greeter?name=bench"
-	return func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		rsp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		// Read to the end, or the connection is closed, not reused.
-		_, err = io.Copy(io.Discard, rsp.Body)
-		rsp.Body.Close()
-		if err != nil {
-			return err
-		}
-		switch {
-		case rsp.StatusCode == http.StatusServiceUnavailable && rsp.Header.Get("Retry-After") != "":
-			return fmt.Errorf("%w: %s", load.ErrRefused, rsp.Status)
-		case rsp.StatusCode != http.StatusOK:
-			return fmt.Errorf("%s", rsp.Status)
-		}
-		return nil
-	}, c.CloseIdleConnections
+	return load.Get(c, url), c.CloseIdleConnections
 }
 
 // connections counts the established TCP connections that process pid

@@ -2,7 +2,6 @@ package load
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -10,22 +9,7 @@ import (
 )
 
 func get(url string) func(context.Context) error {
-	client := &http.Client{Timeout: 5 * time.Second}
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-		if err != nil {
-			return err
-		}
-		rsp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		rsp.Body.Close()
-		if rsp.StatusCode != http.StatusOK {
-			return errors.New(rsp.Status)
-		}
-		return nil
-	}
+	return Get(&http.Client{Timeout: 5 * time.Second}, url)
 }
 
 func TestFixedRateHoldsTheRate(t *testing.T) {

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,7 +64,7 @@ func TestOverloadKeepsServedRequestsFast(t *testing.T) {
 	}
 	s := startOptions(t, stack.Options{Ports: freePorts(t, 1), ConfigFile: filepath.Join(root, stack.ConfigFile), Out: io.Discard})
 	url := s.Ports.URL() + "/greeter?name=overload"
-	do := getter(url, overloadOpen)
+	do := load.Get(&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: overloadOpen}}, url)
 	pids := []int{s.Pid("web"), s.Pid("greeter"), s.Pid("health"), s.Pid("api")}
 	cpusApart(t, pids...)
 
@@ -143,31 +141,4 @@ func cpuTime(t *testing.T, pids []int) time.Duration {
 		}
 	}
 	return total
-}
-
-// getter GETs url with up to open connections kept: a 503 with Retry-After
-// is a refusal, any other status but 200 an error.
-func getter(url string, open int) func(context.Context) error {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: open}}
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		rsp, err := client.Do(req)
-		if err != nil {
-			return errors.Unwrap(err)
-		}
-		_, err = io.Copy(io.Discard, rsp.Body)
-		rsp.Body.Close()
-		switch {
-		case err != nil:
-			return err
-		case rsp.StatusCode == http.StatusServiceUnavailable && rsp.Header.Get("Retry-After") != "":
-			return fmt.Errorf("%w: %s", load.ErrRefused, rsp.Status)
-		case rsp.StatusCode != http.StatusOK:
-			return errors.New(rsp.Status)
-		}
-		return nil
-	}
 }
