@@ -23,15 +23,13 @@ import (
 const (
 	// DefaultMaxInFlight bounds the requests a server holds at once, worked
 	// on or queued (see limiter); more are refused at once. A request is
-	// about 100 µs of CPU here: 256 are tens of milliseconds of work on a
-	// pod's half core, already more latency than a caller wants, and a few
-	// MB of memory, far from the containers' limits.
+	// about 100-200 µs of CPU here: 256 are tens of milliseconds of work on
+	// one core, already more latency than a caller wants, and a few MB of
+	// memory, far from the containers' limits.
 	DefaultMaxInFlight = 256
 	// FlagMaxInFlight and EnvMaxInFlight set it.
 	FlagMaxInFlight = "max_in_flight"
 	EnvMaxInFlight  = "MICRO_MAX_IN_FLIGHT"
-	// RetryAfterSeconds is what a refused HTTP request is told to wait.
-	RetryAfterSeconds = httpapi.RetryAfterSeconds
 )
 
 // ProbePaths are the HTTP paths never refused: the kubelet's probes must
