@@ -44,8 +44,8 @@ run: ## Build and run the whole application on loopback (no cluster); Ctrl-C sto
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: build
-build: ## Build every service, the health sidecar, web and the API gateway into bin/, stripped and stamped with VERSION
-	go build -trimpath -ldflags "-s -w -X $$(go list ./pkg/k8s).version=$(VERSION)" -o $(BIN)/ $(SERVICES) ./health ./web ./api
+build: ## Build every service, the health sidecar, web, the API gateway and the micro toolkit into bin/, stripped and stamped with VERSION
+	go build -trimpath -ldflags "-s -w -X $$(go list ./pkg/k8s).version=$(VERSION)" -o $(BIN)/ $(SERVICES) ./health ./web ./api $(if $(wildcard micro),./micro)
 
 ##@ Test
 

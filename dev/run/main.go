@@ -69,7 +69,7 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int, w
 		return err
 	}
 	ports.Services = stack.PortsFrom(servicesPort, others)
-	fmt.Println("building the greeter, the health sidecar, the web frontend and the API gateway...")
+	fmt.Println("building the greeter, the health sidecar, the web frontend, the API gateway and the micro toolkit...")
 	built := time.Now()
 	if err := stack.Build(ctx, bin); err != nil {
 		return err
@@ -97,6 +97,9 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int, w
 	}
 	for _, name := range others {
 		fmt.Printf("    %-15s %s (metrics %s)\n", name+" gRPC:", ports.ServiceAddress(name), ports.MetricsURL(name))
+	}
+	if micro, ok := s.Micro(); ok {
+		fmt.Printf("    %-15s %s call greeter Greeter.Hello '{\"name\":\"Alice\"}'\n", "micro call:", micro)
 	}
 	if watch {
 		fmt.Println("  A change to the Go sources rebuilds and restarts what it changes (-watch=false: never).")

@@ -173,9 +173,17 @@ func Build(ctx context.Context, dir string) error {
 // relative to the root.
 type target struct{ name, pkg string }
 
-// targets are every binary of the stack: packages, and each other service.
+// toolkit is go-micro's micro command with pkg/k8s's defaults: built with
+// the stack when its folder is there (a fork may delete it), not run.
+var toolkit = target{"micro", "./micro"}
+
+// targets are every binary of the stack: packages, each other service, and
+// the toolkit.
 func targets(root string) ([]target, error) {
 	ts := slices.Clone(packages)
+	if _, err := os.Stat(filepath.Join(root, toolkit.pkg)); err == nil {
+		ts = append(ts, toolkit)
+	}
 	others, err := Services(root)
 	if err != nil {
 		return nil, err
@@ -219,6 +227,9 @@ type Stack struct {
 	// ready is how each process is known to serve: an http:// URL that
 	// answers 200, or an address that accepts connections.
 	ready map[string]string
+	// addresses pin every service to its loopback addresses, the value of
+	// k8s.EnvAddresses for a caller.
+	addresses string
 	// common is every process's environment, env each one's own.
 	common []string
 	env    map[string][]string
@@ -320,8 +331,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		pinned = append(pinned, name+"="+loopback(p.GRPC))
 	}
 	s.order = append(append(s.order, sidecars...), "web", "api")
+	s.addresses = strings.Join(pinned, ",")
 	for _, caller := range []string{"web", "api"} {
-		s.env[caller] = []string{k8s.EnvAddresses + "=" + strings.Join(pinned, ",")}
+		s.env[caller] = []string{k8s.EnvAddresses + "=" + s.addresses}
 	}
 	for _, name := range s.order {
 		if err := s.start(name); err != nil {
@@ -334,6 +346,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Micro is the toolkit's command (see toolkit) with the environment that
+// finds the stack's services, as a shell line: run it with "call SERVICE
+// ENDPOINT JSON" after it. ok is false when the toolkit was not built.
+func (s *Stack) Micro() (line string, ok bool) {
+	bin := filepath.Join(s.dir, toolkit.name)
+	if _, err := os.Stat(bin); err != nil {
+		return "", false
+	}
+	return k8s.EnvAddresses + "=" + s.addresses + " " + bin, true
 }
 
 // serviceArgs are the flags of a go-micro service, web or gRPC, of the stack.

@@ -110,7 +110,7 @@ func newService(name string, m *telemetry, shed *shedder, workers uint32, opts .
 		// service's broker, which would otherwise be go-micro's global one.
 		micro.Broker(brk),
 		micro.Registry(reg),
-		micro.Cmd(newCmd(&current)),
+		micro.Cmd(NewCmd(cmd.Selector(&current))),
 		micro.Flags(m.flag(), shed.flag(), fastPathsFlag(on)),
 		micro.WrapHandler(m.observeRPC),
 		micro.BeforeStart(func() error { return switchErr }),
@@ -160,22 +160,22 @@ func newClient(on *atomic.Bool, opts ...client.Option) *fastClient {
 	return c
 }
 
-// newCmd is go-micro's command line (flags and MICRO_* variables) with the
-// static selector as the one selector it can choose by name, kept in a map of
-// its own rather than go-micro's package-level one, and pkg/k8s's default of
-// no retries (see fastClient.Call) as --client_retries's: go-micro's command
-// line sets its own default, 5, on every client it parses for.
-func newCmd(current *selector.Selector) cmd.Cmd {
-	c := cmd.NewCmd(
+// NewCmd is the command line of every service of this package: go-micro's
+// flags and MICRO_* variables, with the static selector as the one selector
+// it can choose by name (kept in a map of its own rather than go-micro's
+// package-level one), and pkg/k8s's default of no retries (see
+// fastClient.Call) as --client_retries's: go-micro's command line sets its
+// own default, 5, on every client it parses for. opts are applied after.
+func NewCmd(opts ...cmd.Option) cmd.Cmd {
+	c := cmd.NewCmd(append([]cmd.Option{
 		// Lists --version in --help; mains answer it (PrintVersion).
 		cmd.Version(version),
-		cmd.Selector(current),
 		func(o *cmd.Options) {
 			o.Selectors = map[string]func(...selector.Option) selector.Selector{
 				SelectorName: NewStaticSelector,
 			}
 		},
-	)
+	}, opts...)...)
 	app := c.App()
 	flags := make([]cli.Flag, len(app.Flags))
 	for i, f := range app.Flags {

@@ -33,6 +33,17 @@ func TestLocalRun(t *testing.T) {
 	if a := get(t, "GET", ports.URL()+"/greeter?name=run"); a.status != 200 || !strings.Contains(a.body, "Hello run") {
 		t.Fatalf("GET /greeter through make run's stack: %d %s", a.status, a.body)
 	}
+	// The micro call line it printed works as printed, by a shell.
+	line, ok := r.waitFor("micro call:", time.Second)
+	if !ok {
+		t.Fatal("the runner printed no micro call line")
+	}
+	_, call, _ := strings.Cut(line, "micro call:")
+	sh := exec.CommandContext(t.Context(), "sh", "-c", call)
+	sh.Dir = root
+	if out, err := sh.CombinedOutput(); err != nil || string(out) != `{"message":"Hello Alice"}`+"\n" {
+		t.Fatalf("the runner's micro call line %q: %v, %q", call, err, out)
+	}
 	children := processesIn(t, bin)
 	if a := get(t, "POST", ports.APIURL()+"/greeter/Greeter.Hello"); a.status != 400 {
 		t.Fatalf("POST an empty request through make run's gateway: %d %s, want the greeter's 400", a.status, a.body)
@@ -46,7 +57,7 @@ func TestLocalRun(t *testing.T) {
 	if err := syscall.Kill(pidOf(t, bin, "greeter"), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	line, ok := r.waitFor("make run: greeter exited", 10*time.Second)
+	line, ok = r.waitFor("make run: greeter exited", 10*time.Second)
 	if !ok {
 		t.Fatal("the runner did not say that the greeter exited")
 	}
