@@ -52,8 +52,8 @@ type Code struct {
 	// limit from.
 	MemoryLimitEnv string
 	// Calls are, by the Deployment that makes them, the services it calls:
-	// the web frontend every service, the API gateway those on its
-	// allow-list.
+	// the web frontend and the micro toolkit every service, the API gateway
+	// those on its allow-list.
 	Calls map[string][]string
 }
 

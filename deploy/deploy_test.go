@@ -74,6 +74,7 @@ func code(t *testing.T, s Skaffold) Code {
 		"api":     {k8s.DefaultPort, k8s.MetricsPort},
 		"health":  {sidecarPort},
 		"loadgen": {k8s.DefaultPort}, // its -health_address in the manifest
+		"micro":   {k8s.DefaultPort}, // micro wait's --health_address, likewise
 	}
 	metrics := []string{"web", "api"}
 	// Every go-micro service (the greeter, and any make new-service adds)
@@ -96,7 +97,7 @@ func code(t *testing.T, s Skaffold) Code {
 		SidecarFlags:    sidecarFlags(t),
 		SidecarPath:     probe.Path,
 		SidecarLivePath: probe.LivePath,
-		HealthPaths:     map[string]string{"web": frontend.HealthPath, "api": gateway.HealthPath, "loadgen": "/health"},
+		HealthPaths:     map[string]string{"web": frontend.HealthPath, "api": gateway.HealthPath, "loadgen": "/health", "micro": "/health"},
 		ShutdownTimeout: k8s.ShutdownTimeout,
 		Images:          s.Images(nil),
 		ConfigParsers: map[string]func([]byte) error{
@@ -106,7 +107,7 @@ func code(t *testing.T, s Skaffold) Code {
 		},
 		ConfigFileEnv:  k8s.EnvConfigFile,
 		MemoryLimitEnv: k8s.EnvMemoryLimit,
-		Calls:          map[string][]string{"web": services, "api": gatewayAllows(t)},
+		Calls:          map[string][]string{"web": services, "api": gatewayAllows(t), "micro": services},
 	}
 }
 

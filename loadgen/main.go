@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -66,7 +65,11 @@ func main() {
 		os.Exit(2)
 	}
 	if *healthAddr != "" {
-		go serveHealth(ctx, *healthAddr)
+		go func() {
+			if err := httpapi.ServeHealth(ctx, *healthAddr); err != nil {
+				slog.Error("health", "err", err)
+			}
+		}()
 	}
 	if *wait > 0 {
 		if err := waitFor(ctx, do, *wait); err != nil {
@@ -121,21 +124,5 @@ func waitFor(ctx context.Context, do func(context.Context) error, limit time.Dur
 			return fmt.Errorf("after %s: %w", limit, err)
 		case <-time.After(time.Second):
 		}
-	}
-}
-
-func serveHealth(ctx context.Context, addr string) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	srv := httpapi.NewServer()
-	srv.Addr, srv.Handler = addr, httpapi.Router(mux)
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		slog.Error("serving /health", "err", err)
 	}
 }

@@ -18,8 +18,9 @@ var registryCommands = map[string]string{
 	"describe": "kubectl describe service NAME, and the service's proto/ for its endpoints",
 }
 
-// commands keeps go-micro's commands that work here, and answers the ones
-// that need a registry with why they do nothing and what to use instead.
+// commands keeps go-micro's commands that work here, answers the ones that
+// need a registry with why they do nothing and what to use instead, and
+// adds wait, for the toolkit's pod.
 // The rest are dropped: new, gen, init, build, deploy, run's status, logs
 // and stop, and agent scaffold, build or run code on a developer's machine,
 // or need a model, none of which this image is for.
@@ -33,7 +34,7 @@ func commands(all []*cli.Command) []*cli.Command {
 			out = append(out, withoutRegistry(c.Name, registryCommands[c.Name]))
 		}
 	}
-	return out
+	return append(out, waitCommand())
 }
 
 // withNewline ends a command's output with a new line, which go-micro's

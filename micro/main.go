@@ -5,7 +5,7 @@
 //	micro call greeter Greeter.Hello '{"name":"Ada"}'
 //
 // The commands are go-micro's, not a rewrite; only those that work without a
-// registry are kept (see README.md).
+// registry are kept, and wait is added for the toolkit's pod (see README.md).
 package main
 
 import (
@@ -20,6 +20,10 @@ import (
 )
 
 func main() {
+	if err := k8s.SetMemoryLimit(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	// go-micro's call sends through the package's default client: make it
 	// pkg/k8s's, and give the command line a pointer to that variable, so
 	// that flags such as --client_request_timeout set the client call uses.

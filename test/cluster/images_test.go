@@ -22,6 +22,10 @@ import (
 // goes); this guards against growth.
 const sizeBudget = 31_000_000
 
+// budgets are the images with a budget of their own: the micro toolkit
+// links go-micro's CLI, 0.7 MB over its client (docs/testing.md).
+var budgets = map[string]int64{"micro": 30_500_000}
+
 // forbidden are the programs a minimal image must not have: shells and
 // package managers.
 var forbidden = []string{"sh", "bash", "ash", "dash", "busybox", "apt", "apt-get", "dpkg", "apk", "rpm", "yum", "dnf", "microdnf"}
@@ -48,8 +52,12 @@ func TestImages(t *testing.T) {
 			}
 			size, files := contents(t, img)
 			t.Logf("%s: %.1f MB uncompressed (%d bytes), %d files", image, float64(size)/1e6, size, len(files))
-			if size > sizeBudget {
-				t.Errorf("%s is %d bytes, over the budget of %d", image, size, sizeBudget)
+			budget := int64(sizeBudget)
+			if b, ok := budgets[image]; ok {
+				budget = b
+			}
+			if size > budget {
+				t.Errorf("%s is %d bytes, over the budget of %d", image, size, budget)
 			}
 			var executables []string
 			for file, mode := range files {

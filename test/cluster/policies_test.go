@@ -47,7 +47,7 @@ type route struct {
 // and the application still answers. Not in parallel: the enforcer starts
 // before the other tests' namespaces, which then run under it.
 func TestNetworkPolicies(t *testing.T) {
-	cases := map[string][]string{"policies": {policiesProfile}, "policies-loadgen-api": {policiesProfile, "loadgen", "api"}}
+	cases := map[string][]string{"policies": {policiesProfile}, "policies-loadgen-api-toolkit": {policiesProfile, "loadgen", "api", toolkitProfile}}
 	for _, ns := range []string{elsewhereNamespace, monitoringNamespace} {
 		createNamespace(t, ns)
 		t.Cleanup(func() { deleteNamespace(ns) })
@@ -207,6 +207,19 @@ func paths(t *testing.T, ns string, prometheus corev1.Pod, profiles []string) []
 			dial(twinAPI, "api", "greeter:metrics", at(greeter, 9090), false),
 			dial(twinAPI, "api", "the API server", net.JoinHostPort(kube.APIServerIP, "6443"), false),
 			dial(stranger, "stranger", "api:metrics", at(api, 9090), false),
+		)
+	}
+	if slices.Contains(profiles, toolkitProfile) {
+		twinMicro := netcheck(t, ns, "twin-micro", app("micro"))
+		micro := livePods(t, ns, "micro")[0].Status.PodIP
+		m = append(m,
+			dial(twinMicro, "micro", "greeter:grpc", at(greeter, 8080), true),
+			resolve(twinMicro, "micro", true),
+			dial(twinMicro, "micro", "web:http", at(web, 8080), false),
+			dial(twinMicro, "micro", "greeter:health", at(greeter, 8081), false),
+			dial(twinMicro, "micro", "greeter:metrics", at(greeter, 9090), false),
+			dial(twinMicro, "micro", "the API server", net.JoinHostPort(kube.APIServerIP, "6443"), false),
+			dial(stranger, "stranger", "micro:http", at(micro, 8080), false),
 		)
 	}
 	return m

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -200,4 +201,24 @@ func (e *CallError) Status() (int, string) {
 		slog.Info(e.Service+" failed", "err", e.Err)
 		return http.StatusBadGateway, "the " + e.Service + " failed to answer"
 	}
+}
+
+// ServeHealth answers GET /health with 200 {"status":"ok"} on addr until
+// ctx ends: the probes of a process that serves nothing else (the load
+// generator, the micro toolkit's pod).
+func ServeHealth(ctx context.Context, addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	srv := NewServer()
+	srv.Addr, srv.Handler = addr, Router(mux)
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving /health on %s: %w", addr, err)
+	}
+	return nil
 }
