@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -18,9 +19,10 @@ const toolkitProfile = "toolkit"
 // TestToolkit runs go-micro's micro CLI in the cluster as micro/README.md
 // says, with kubectl exec in the toolkit's pod, in a namespace that enforces
 // the restricted Pod Security level, under the network policies (its own is
-// what lets it through). It calls the greeter by its Service's name, then
-// gives bad input and calls a stopped greeter: each must exit non-zero with
-// go-micro's error.
+// what lets it through; TestNetworkPolicies leaves the enforcer running). It
+// calls the greeter by its Service's name, then gives bad input, calls a hung
+// greeter and a stopped one: each must exit non-zero with go-micro's error,
+// the last two within 1.5 s.
 func TestToolkit(t *testing.T) {
 	const ns = "toolkit"
 	deploy(t, ns, []string{toolkitProfile, policiesProfile})
@@ -68,7 +70,27 @@ func TestToolkit(t *testing.T) {
 		}
 	}
 
-	// A stopped greeter: the call's timeout on the command line bounds it.
+	// A hung greeter (every replica's process stopped, their connections
+	// open): the call's timeout on the command line bounds it.
+	args := []string{"--client_request_timeout=1s", "call", "greeter", "Greeter.Hello", `{}`}
+	greeters := livePods(t, ns, "greeter")
+	for _, p := range greeters {
+		if err := syscall.Kill(pidOf(t, p, "greeter"), syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := micro(t.Context(), args...)
+	for _, p := range greeters {
+		if err := syscall.Kill(pidOf(t, p, "greeter"), syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("$ kubectl exec deploy/micro -- micro %s   # every greeter stopped with SIGSTOP\n%s(exit %d after %s)", quoted(args), got.out, got.code, got.took.Round(time.Millisecond))
+	if err != nil || got.code == 0 || !strings.Contains(got.out, `"code":408`) || got.took > 1500*time.Millisecond {
+		t.Errorf("against a hung greeter: %v, exit %d after %s, %q; want go-micro's 408 and an exit not 0 within 1.5 s", err, got.code, got.took, got.out)
+	}
+
+	// A greeter scaled to nothing: no address to call.
 	kubectl(t, "--namespace="+ns, "scale", "deployment/greeter", "--replicas=0")
 	if _, err := eventually(t.Context(), time.Minute, func(ctx context.Context) error {
 		if ps, err := pods(ctx, ns, "greeter"); err != nil || len(ps) > 0 {
@@ -78,8 +100,7 @@ func TestToolkit(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--client_request_timeout=1s", "call", "greeter", "Greeter.Hello", `{}`}
-	got, err := micro(t.Context(), args...)
+	got, err = micro(t.Context(), args...)
 	t.Logf("$ kubectl exec deploy/micro -- micro %s   # the greeter scaled to 0\n%s(exit %d after %s)", quoted(args), got.out, got.code, got.took.Round(time.Millisecond))
 	if err != nil || got.code == 0 || !strings.Contains(got.out, `"id":"go.micro.client"`) || got.took > 1500*time.Millisecond {
 		t.Errorf("against a stopped greeter: %v, exit %d after %s, %q; want go-micro's error and an exit not 0 within 1.5 s", err, got.code, got.took, got.out)
