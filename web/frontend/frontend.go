@@ -150,6 +150,7 @@ func (f *server) index(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	httpapi.SetRetryAfter(w.Header(), status)
 	w.WriteHeader(status)
 	if err := f.page.Execute(w, data); err != nil {
 		slog.Warn("rendering the page", "err", err)

@@ -107,9 +107,22 @@ func TestGreeterFailuresMapToStatuses(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.what, func(t *testing.T) {
-			status, text := errorFrom(t, frontendTo(t, c.addr(), timeout), "name=x")
+			srv := frontendTo(t, c.addr(), timeout)
+			status, text := errorFrom(t, srv, "name=x")
 			if status != c.status || !strings.Contains(text, c.text) {
 				t.Fatalf("got %d %q, want %d containing %q", status, text, c.status, c.text)
+			}
+			// The page answers with the API's status, and a 503 of either
+			// says when to try again.
+			for _, path := range []string{"/greeter?name=x", "/?name=x"} {
+				rsp, err := http.Get(srv.URL + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rsp.Body.Close()
+				if retry := rsp.Header.Get("Retry-After"); rsp.StatusCode != c.status || (retry != "") != (c.status == 503) {
+					t.Errorf("GET %s: %d, Retry-After %q; want %d, and Retry-After only with a 503", path, rsp.StatusCode, retry, c.status)
+				}
 			}
 		})
 	}

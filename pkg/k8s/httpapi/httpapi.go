@@ -54,11 +54,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // refused or did not answer, is worth trying again about that soon.
 const RetryAfterSeconds = 1
 
+// SetRetryAfter sets Retry-After on h when status is 503, for a response
+// that is not WriteError's (an HTML page).
+func SetRetryAfter(h http.Header, status int) {
+	if status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
+	}
+}
+
 // WriteError writes {"error": msg} with the given status.
 func WriteError(w http.ResponseWriter, status int, msg string) {
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
-	}
+	SetRetryAfter(w.Header(), status)
 	WriteJSON(w, status, Error{Error: msg})
 }
 
