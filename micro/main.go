@@ -27,6 +27,7 @@ func main() {
 	// go-micro's call sends through the package's default client: make it
 	// pkg/k8s's, and give the command line a pointer to that variable, so
 	// that flags such as --client_request_timeout set the client call uses.
+	// JSON: call sends the request as typed, and prints the answer so.
 	client.DefaultClient = k8s.NewClient(client.ContentType("application/json"))
 	selector := client.DefaultClient.Options().Selector
 	c := k8s.NewCmd(

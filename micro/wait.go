@@ -11,9 +11,9 @@ import (
 	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 )
 
-// DefaultHealthAddress is where wait answers the probes: the port every
+// defaultHealthAddress is where wait answers the probes: the port every
 // pod of the application serves on.
-const DefaultHealthAddress = "0.0.0.0:8080"
+const defaultHealthAddress = "0.0.0.0:8080"
 
 // waitCommand is the main process of the toolkit's pod: it runs until
 // stopped, so that `kubectl exec deploy/micro -- micro call ...` has a
@@ -26,7 +26,7 @@ func waitCommand() *cli.Command {
 		Usage: "Run until SIGTERM, answering GET /health: the toolkit pod's main process, for kubectl exec",
 		Flags: []cli.Flag{&cli.StringFlag{
 			Name:  "health_address",
-			Value: DefaultHealthAddress,
+			Value: defaultHealthAddress,
 			Usage: "Where to answer GET /health, the pod's probes",
 		}},
 		Action: func(c *cli.Context) error {
