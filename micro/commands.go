@@ -20,10 +20,9 @@ var registryCommands = map[string]string{
 
 // commands keeps go-micro's commands that work here, answers the ones that
 // need a registry with why they do nothing and what to use instead, and
-// adds wait, for the toolkit's pod.
-// The rest are dropped: new, gen, init, build, deploy, run's status, logs
-// and stop, and agent scaffold, build or run code on a developer's machine,
-// or need a model, none of which this image is for.
+// adds wait, for the toolkit's pod. The rest are dropped: new, gen, init,
+// build and deploy scaffold or ship code from a developer's machine;
+// status, logs and stop manage what micro run started; agent needs a model.
 func commands(all []*cli.Command) []*cli.Command {
 	var out []*cli.Command
 	for _, c := range all {

@@ -98,8 +98,8 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int, w
 	for _, name := range others {
 		fmt.Printf("    %-15s %s (metrics %s)\n", name+" gRPC:", ports.ServiceAddress(name), ports.MetricsURL(name))
 	}
-	if micro, ok := s.Micro(); ok {
-		fmt.Printf("    %-15s %s call greeter Greeter.Hello '{\"name\":\"Alice\"}'\n", "micro call:", micro)
+	if micro, env, ok := s.Micro(); ok {
+		fmt.Printf("    %-15s %s %s call greeter Greeter.Hello '{\"name\":\"Alice\"}'\n", "micro call:", env, micro)
 	}
 	if watch {
 		fmt.Println("  A change to the Go sources rebuilds and restarts what it changes (-watch=false: never).")

@@ -348,15 +348,15 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	return s, nil
 }
 
-// Micro is the toolkit's command (see toolkit) with the environment that
-// finds the stack's services, as a shell line: run it with "call SERVICE
-// ENDPOINT JSON" after it. ok is false when the toolkit was not built.
-func (s *Stack) Micro() (line string, ok bool) {
-	bin := filepath.Join(s.dir, toolkit.name)
+// Micro is the toolkit's binary (see toolkit) and the environment that
+// finds the stack's services: run it with "call SERVICE ENDPOINT JSON".
+// ok is false when the toolkit was not built.
+func (s *Stack) Micro() (bin, env string, ok bool) {
+	bin = filepath.Join(s.dir, toolkit.name)
 	if _, err := os.Stat(bin); err != nil {
-		return "", false
+		return "", "", false
 	}
-	return k8s.EnvAddresses + "=" + s.addresses + " " + bin, true
+	return bin, k8s.EnvAddresses + "=" + s.addresses, true
 }
 
 // serviceArgs are the flags of a go-micro service, web or gRPC, of the stack.
