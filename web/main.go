@@ -1,9 +1,10 @@
 // Command web is the web frontend: an HTML page at / and a JSON API at
-// /greeter that greet through the greeter service, plus /health.
+// /greeter that greet through the greeter service and show the count of
+// the stats service, plus /health.
 //
 // It listens on 0.0.0.0:8080 unless --server_address or MICRO_SERVER_ADDRESS
-// says otherwise, and finds the greeter with the static selector
-// (greeter -> greeter:8080, see pkg/k8s).
+// says otherwise, and finds the greeter and the stats with the static
+// selector (greeter -> greeter:8080, stats -> stats:8080, see pkg/k8s).
 package main
 
 import (
@@ -16,13 +17,17 @@ import (
 
 	"github.com/micro/kubernetes/pkg/k8s"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+	statsv1 "github.com/micro/kubernetes/proto/stats/v1"
 	"github.com/micro/kubernetes/web/frontend"
 )
 
 // The web frontend's name, and its Kubernetes Service's.
 const serviceName = "web"
 
-const flagGreeterTimeout = "greeter_timeout"
+const (
+	flagGreeterTimeout = "greeter_timeout"
+	flagShowCounts     = "show_counts"
+)
 
 func main() { k8s.Main(serviceName, run) }
 
@@ -34,6 +39,7 @@ func run() error {
 	defer flushTraces()
 
 	timeout := frontend.DefaultGreeterTimeout
+	var showCounts bool
 	var configFile string
 	svc := k8s.NewWebService(serviceName,
 		web.Flags(&cli.DurationFlag{
@@ -41,8 +47,15 @@ func run() error {
 			EnvVars: []string{"MICRO_GREETER_TIMEOUT"},
 			Value:   frontend.DefaultGreeterTimeout,
 			Usage:   "The longest the frontend waits for the greeter before answering 504",
+		}, &cli.BoolFlag{
+			Name:        flagShowCounts,
+			EnvVars:     []string{"MICRO_SHOW_COUNTS"},
+			Value:       true,
+			Usage:       "Ask the stats service how many times each greeted name was greeted, and show it",
 		}, k8s.ConfigFileFlag(&configFile)),
-		web.Action(func(c *cli.Context) { timeout = c.Duration(flagGreeterTimeout) }),
+		web.Action(func(c *cli.Context) {
+			timeout, showCounts = c.Duration(flagGreeterTimeout), c.Bool(flagShowCounts)
+		}),
 	)
 	switch err := svc.Init(); {
 	case errors.Is(err, k8s.ErrHelp):
@@ -59,8 +72,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, svc.Options().Service.Client())
-	svc.Handle("/", frontend.New(greeter, timeout, config.Get))
+	client := svc.Options().Service.Client()
+	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, client)
+	var stats statsv1.StatsService
+	if showCounts {
+		stats = statsv1.NewStatsService(statsv1.ServiceName, client)
+	}
+	svc.Handle("/", frontend.New(greeter, stats, timeout, config.Get))
 
 	// Run serves until SIGTERM or SIGINT, then stops taking requests and
 	// drains the ones in flight (at most k8s.ShutdownTimeout).

@@ -1,6 +1,6 @@
 // Command run runs the whole application on this machine, with no cluster:
-// it builds the greeter, the health sidecar, the web frontend and the API
-// gateway, starts them on loopback, prints the URL to open and their logs,
+// it builds the services, the health sidecar, the web frontend, the API
+// gateway and NATS, starts them on loopback, prints the URL to open and their logs,
 // restarts a process that exits (with a backoff, as the kubelet would),
 // rebuilds and restarts a process whose sources change (-watch), and stops
 // them all on Ctrl-C or SIGTERM. `make run` runs it.
@@ -37,6 +37,8 @@ func main() {
 	flag.IntVar(&ports.GreeterMetrics, "greeter-metrics-port", 9090, "port of the greeter's Prometheus metrics")
 	flag.IntVar(&ports.WebMetrics, "web-metrics-port", 9091, "port of the web frontend's Prometheus metrics")
 	flag.IntVar(&ports.APIMetrics, "api-metrics-port", 9081, "port of the API gateway's Prometheus metrics")
+	flag.IntVar(&ports.NATS, "nats-port", 4222, "port of NATS, the events' broker")
+	flag.IntVar(&ports.NATSMonitor, "nats-monitor-port", 8222, "port of NATS's monitoring (/healthz)")
 	replicas := flag.Int("greeter-replicas", 1, fmt.Sprintf("replicas of the greeter, each with its sidecar, on the first one's ports + 2, + 4, ... (at most %d); the web balances over them", maxReplicas))
 	servicesPort := flag.Int("services-port", 8100, "first gRPC port of the other services, one each in name order; their metrics are on the same ports + "+strconv.Itoa(stack.MetricsOffset))
 	bin := flag.String("bin", "bin", "folder to build the binaries into")
@@ -69,13 +71,18 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int, w
 		return err
 	}
 	ports.Services = stack.PortsFrom(servicesPort, others)
-	fmt.Println("building the greeter, the health sidecar, the web frontend, the API gateway and the micro toolkit...")
+	if !stack.HasEvents(root) {
+		ports.NATS = 0
+	}
+	fmt.Println("building the services, the health sidecar, the web frontend, the API gateway, the micro toolkit and NATS...")
 	built := time.Now()
 	if err := stack.Build(ctx, bin); err != nil {
 		return err
 	}
 	s, err := stack.Start(ctx, stack.Options{
 		Bin: bin, Ports: ports, ConfigFile: filepath.Join(root, stack.ConfigFile), Out: os.Stdout, Restart: true,
+		// The events and the counts outlive a run, as on a volume.
+		NATSDir: filepath.Join(bin, "nats"),
 	})
 	if err != nil {
 		return err
@@ -97,6 +104,9 @@ func run(ctx context.Context, bin string, ports stack.Ports, servicesPort int, w
 	}
 	for _, name := range others {
 		fmt.Printf("    %-15s %s (metrics %s)\n", name+" gRPC:", ports.ServiceAddress(name), ports.MetricsURL(name))
+	}
+	if ports.NATS != 0 {
+		fmt.Printf("    %-15s %s (data in %s)\n", "NATS:", ports.EventsAddress(), filepath.Join(bin, "nats"))
 	}
 	if micro, env, ok := s.Micro(); ok {
 		fmt.Printf("    %-15s %s %s call greeter Greeter.Hello '{\"name\":\"Alice\"}'\n", "micro call:", env, micro)

@@ -1,7 +1,7 @@
 // Package stack builds the application's binaries and runs them together on
-// loopback: the greeter, its health sidecar, the web frontend and the API
-// gateway, wired as in
-// the cluster but with addresses instead of Kubernetes Services. `make run`
+// loopback: NATS, the greeter, its health sidecar, the other services (the
+// stats), the web frontend and the API gateway, wired as in the cluster but
+// with addresses instead of Kubernetes Services. `make run`
 // and the end-to-end tests both use it, so what is tested is what you run.
 package stack
 
@@ -63,6 +63,10 @@ const StopTimeout = 15 * time.Second
 // Ports are the loopback ports the processes listen on.
 type Ports struct {
 	Greeter, Health, Web, API int
+	// NATS is the events' broker's client port and NATSMonitor its HTTP
+	// monitoring (health) port; with NATS 0, no NATS runs and the services
+	// run with events off (an empty MICRO_EVENTS_ADDRESS).
+	NATS, NATSMonitor int
 	// Prometheus metrics of the greeter, the web frontend and the gateway.
 	GreeterMetrics, WebMetrics, APIMetrics int
 	// Replicas are more replicas of the greeter, each with its own health
@@ -129,6 +133,15 @@ func (p Ports) MetricsURL(name string) string {
 	return "http://" + loopback(port) + "/metrics"
 }
 
+// EventsAddress is NATS's URL, the services' MICRO_EVENTS_ADDRESS; empty
+// when no NATS runs.
+func (p Ports) EventsAddress() string {
+	if p.NATS == 0 {
+		return ""
+	}
+	return "nats://" + loopback(p.NATS)
+}
+
 // URL is the web frontend's address.
 func (p Ports) URL() string { return "http://" + loopback(p.Web) }
 
@@ -166,7 +179,43 @@ func Build(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	return build(ctx, root, dir, ts)
+	if err := build(ctx, root, dir, ts); err != nil {
+		return err
+	}
+	return buildNATS(ctx, root, dir)
+}
+
+// NATSModule pins the NATS server, relative to the root; a fork without
+// events deletes it (README, "Forking").
+const NATSModule = "tools/nats-server"
+
+// HasEvents says whether the repository runs NATS for its events.
+func HasEvents(root string) bool {
+	_, err := os.Stat(filepath.Join(root, NATSModule))
+	return err == nil
+}
+
+// buildNATS puts the NATS server pinned by NATSModule in dir: built from
+// source by tools/ into its cache once per version, then linked.
+func buildNATS(ctx context.Context, root, dir string) error {
+	if !HasEvents(root) {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, "go", "run", ".", natsName)
+	cmd.Dir = filepath.Join(root, "tools")
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("building the NATS server (tools/nats-server): %w\n%s", err, stderr.Bytes())
+	}
+	link := filepath.Join(dir, natsName)
+	_ = os.Remove(link)
+	if err := os.Symlink(strings.TrimSpace(string(out)), link); err != nil {
+		return fmt.Errorf("linking the NATS server: %w", err)
+	}
+	return nil
 }
 
 // A target is a binary of the stack and the package it is built from,
@@ -230,6 +279,8 @@ type Stack struct {
 	// addresses pin every service to its loopback addresses, the value of
 	// k8s.EnvAddresses for a caller.
 	addresses string
+	// tempDir is removed by Stop.
+	tempDir string
 	// common is every process's environment, env each one's own.
 	common []string
 	env    map[string][]string
@@ -276,6 +327,9 @@ type Options struct {
 	Restart bool
 	// Env is added to every process's environment, after the stack's own.
 	Env []string
+	// NATSDir keeps NATS's JetStream data (the events and the counts);
+	// empty, a temporary folder that Stop removes.
+	NATSDir string
 }
 
 // MemoryLimit is what every process is told its memory limit is (see
@@ -291,12 +345,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		Ports: ports,
 		dir:   o.Bin,
 		args: map[string][]string{
-			"web": serviceArgs(loopback(ports.Web), loopback(ports.WebMetrics), o.ConfigFile),
-			"api": serviceArgs(loopback(ports.API), loopback(ports.APIMetrics), o.ConfigFile),
+			"web": serviceArgs(loopback(ports.Web), loopback(ports.WebMetrics)),
+			"api": serviceArgs(loopback(ports.API), loopback(ports.APIMetrics)),
 		},
 		bins:    map[string]string{},
 		ready:   map[string]string{"web": ports.URL() + "/health", "api": ports.APIURL() + "/health"},
-		common:  o.Env,
 		env:     map[string][]string{},
 		out:     o.Out,
 		procs:   map[string]*exec.Cmd{},
@@ -306,12 +359,26 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		killed:  map[*exec.Cmd]bool{},
 		crashes: map[string]int{},
 	}
+	s.common = append([]string{k8s.EnvConfigFile + "=" + o.ConfigFile, "MICRO_EVENTS_ADDRESS=" + ports.EventsAddress()}, o.Env...)
+	if ports.NATS != 0 {
+		dir := o.NATSDir
+		if dir == "" {
+			var err error
+			if dir, err = os.MkdirTemp("", "nats-"); err != nil {
+				return nil, err
+			}
+			s.tempDir = dir
+		}
+		s.args[natsName] = natsArgs(ports, dir)
+		s.ready[natsName] = "http://" + loopback(ports.NATSMonitor) + "/healthz"
+		s.order = append(s.order, natsName)
+	}
 	// No DNS knows the services here: pin each to its loopback addresses.
 	var pinned, sidecars []string
 	replicas := append([]ReplicaPorts{{GRPC: ports.Greeter, Metrics: ports.GreeterMetrics, Health: ports.Health}}, ports.Replicas...)
 	for i, r := range replicas {
 		greeter, sidecar := ReplicaName(i)
-		s.args[greeter] = serviceArgs(loopback(r.GRPC), loopback(r.Metrics), o.ConfigFile)
+		s.args[greeter] = serviceArgs(loopback(r.GRPC), loopback(r.Metrics))
 		s.args[sidecar] = []string{
 			"--server_name=" + greeterv1.ServiceName,
 			"--server_address=" + loopback(r.GRPC),
@@ -325,7 +392,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(ports.Services)) {
 		p := ports.Services[name]
-		s.args[name] = serviceArgs(loopback(p.GRPC), loopback(p.Metrics), o.ConfigFile)
+		s.args[name] = serviceArgs(loopback(p.GRPC), loopback(p.Metrics))
 		s.ready[name] = loopback(p.GRPC)
 		s.order = append(s.order, name)
 		pinned = append(pinned, name+"="+loopback(p.GRPC))
@@ -359,9 +426,23 @@ func (s *Stack) Micro() (bin, env string, ok bool) {
 	return bin, k8s.EnvAddresses + "=" + s.addresses, true
 }
 
-// serviceArgs are the flags of a go-micro service, web or gRPC, of the stack.
-func serviceArgs(addr, metrics, config string) []string {
-	return []string{"--server_address=" + addr, "--metrics_address=" + metrics, "--config_file=" + config}
+// natsName is the NATS server's process, and its binary's name.
+const natsName = "nats-server"
+
+// natsArgs run NATS on loopback with JetStream, its data in dir.
+func natsArgs(ports Ports, dir string) []string {
+	return []string{
+		"--addr=127.0.0.1", "--port=" + strconv.Itoa(ports.NATS), "--http_port=" + strconv.Itoa(ports.NATSMonitor),
+		"--jetstream", "--store_dir=" + dir, "--server_name=local",
+	}
+}
+
+// serviceArgs are the flags of a go-micro service, web or gRPC, of the
+// stack. The configuration file is in every process's environment
+// (k8s.EnvConfigFile), as the manifests give it: a service that reads none
+// has no --config_file flag.
+func serviceArgs(addr, metrics string) []string {
+	return []string{"--server_address=" + addr, "--metrics_address=" + metrics}
 }
 
 func (s *Stack) start(name string) error {
@@ -371,7 +452,7 @@ func (s *Stack) start(name string) error {
 	}
 	cmd := exec.Command(filepath.Join(s.dir, bin), s.args[name]...)
 	cmd.Env = append(append(append(os.Environ(), k8s.EnvMemoryLimit+"="+strconv.Itoa(MemoryLimit)), s.common...), s.env[name]...)
-	width := 7 // the longest of greeter, health, web and api
+	width := 0
 	for _, n := range s.order {
 		width = max(width, len(n))
 	}
@@ -592,6 +673,33 @@ func (s *Stack) Stop() {
 			StopProcess(cmd, done)
 		}
 	}
+	if s.tempDir != "" {
+		_ = os.RemoveAll(s.tempDir)
+	}
+}
+
+// Down stops one process as Stop does, and keeps it down until Up.
+func (s *Stack) Down(name string) error {
+	s.mu.Lock()
+	cmd, done := s.procs[name], s.done[name]
+	if cmd == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("no process %q", name)
+	}
+	s.killed[cmd] = true // not a crash: no restart after a backoff
+	s.mu.Unlock()
+	StopProcess(cmd, done)
+	return nil
+}
+
+// Up starts a process that Down stopped, and waits until it serves.
+func (s *Stack) Up(ctx context.Context, name string) error {
+	if err := s.start(name); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return s.waitServing(ctx, name)
 }
 
 // StopProcess sends SIGTERM to a process, waits for it to exit (done is

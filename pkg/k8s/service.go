@@ -72,6 +72,7 @@ func newService(name string, m *telemetry, shed *shedder, workers uint32, opts .
 	// The command line compares --selector with this value to decide whether
 	// to swap selectors, so it must be the selector the client ends up with.
 	current := NewStaticSelector()
+	ev := newEvents(name, m.registry)
 
 	on, switchErr := fastPathsSwitch()
 	fast := newFastServer(on)
@@ -111,17 +112,22 @@ func newService(name string, m *telemetry, shed *shedder, workers uint32, opts .
 		micro.Broker(brk),
 		micro.Registry(reg),
 		micro.Cmd(NewCmd(cmd.Selector(&current))),
-		micro.Flags(m.flag(), shed.flag(), fastPathsFlag(on)),
+		micro.Flags(m.flag(), shed.flag(), fastPathsFlag(on), ev.flag()),
 		micro.WrapHandler(m.observeRPC),
 		micro.BeforeStart(func() error { return switchErr }),
 		micro.BeforeStart(logStart(name)),
 		micro.BeforeStart(shed.start),
 		micro.BeforeStart(m.start),
+		// After the RPCs have drained: the events they published go out.
+		micro.AfterStop(ev.stop),
 		micro.AfterStop(m.stop),
 	}
 	health, stopping := newGRPCHealth(name)
 	last := func(o *micro.Options) {
 		current = o.Client.Options().Selector
+		// Where NewPublisher, Subscribe and JetStream find the service's
+		// connection to NATS.
+		o.Context = context.WithValue(o.Context, eventsKey{}, ev)
 		// Registered on whichever server the caller's options left in place.
 		for _, h := range []any{newDebugHandler(), health} {
 			if err := o.Server.Handle(o.Server.NewHandler(h)); err != nil {

@@ -6,6 +6,7 @@ require (
 	github.com/micro/kubernetes/pkg/k8s v0.0.0
 	github.com/micro/kubernetes/proto v0.0.0
 	go-micro.dev/v6 v6.3.10
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -87,7 +88,6 @@ require (
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.85.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 // The monorepo's own modules come from this checkout, in or out of go.work.

@@ -66,12 +66,30 @@ func startStackWith(t *testing.T, configFile string, out ...io.Writer) *stack.St
 }
 
 // freePorts are free loopback ports for the stack, with that many replicas
-// of the greeter.
+// of the greeter, every other service, and NATS.
 func freePorts(t *testing.T, replicas int) stack.Ports {
 	t.Helper()
-	ports := stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), API: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t), APIMetrics: freePort(t)}
+	ports := stack.Ports{
+		Greeter: freePort(t), Health: freePort(t), Web: freePort(t), API: freePort(t),
+		GreeterMetrics: freePort(t), WebMetrics: freePort(t), APIMetrics: freePort(t),
+		Services: map[string]stack.ServicePorts{},
+	}
 	for range replicas - 1 {
 		ports.Replicas = append(ports.Replicas, stack.ReplicaPorts{GRPC: freePort(t), Metrics: freePort(t), Health: freePort(t)})
+	}
+	root, err := stack.Root(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	others, err := stack.Services(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range others {
+		ports.Services[name] = stack.ServicePorts{GRPC: freePort(t), Metrics: freePort(t)}
+	}
+	if stack.HasEvents(root) {
+		ports.NATS, ports.NATSMonitor = freePort(t), freePort(t)
 	}
 	return ports
 }

@@ -106,7 +106,10 @@ func startRunner(t *testing.T, root string, flags ...string) *runner {
 	// Each other service of services/ takes a port from -services-port,
 	// and its metrics port stack.MetricsOffset above.
 	r := &runner{
-		ports: stack.Ports{Greeter: freePort(t), Health: freePort(t), Web: freePort(t), API: freePort(t), GreeterMetrics: freePort(t), WebMetrics: freePort(t), APIMetrics: freePort(t)},
+		ports: stack.Ports{
+			Greeter: freePort(t), Health: freePort(t), Web: freePort(t), API: freePort(t),
+			GreeterMetrics: freePort(t), WebMetrics: freePort(t), APIMetrics: freePort(t), NATS: freePort(t), NATSMonitor: freePort(t),
+		},
 		bin:   filepath.Join(dir, "bin"),
 		ended: make(chan struct{}),
 	}
@@ -119,6 +122,8 @@ func startRunner(t *testing.T, root string, flags ...string) *runner {
 		"-web-metrics-port", strconv.Itoa(r.ports.WebMetrics),
 		"-api-port", strconv.Itoa(r.ports.API),
 		"-api-metrics-port", strconv.Itoa(r.ports.APIMetrics),
+		"-nats-port", strconv.Itoa(r.ports.NATS),
+		"-nats-monitor-port", strconv.Itoa(r.ports.NATSMonitor),
 		"-services-port", strconv.Itoa(freePortRun(t, len(others)))}, flags...)...)
 	r.cmd.Dir = root
 	r.cmd.Env = append(os.Environ(), "GOWORK=")

@@ -1,6 +1,7 @@
 // Package tool builds the pinned command-line tools the Makefile and the
 // cluster tier run (skaffold, kustomize, and the cluster's own binaries:
-// Kubernetes, containerd, the CNI plugins, CoreDNS, kube-router) from the Go module that
+// Kubernetes, containerd, the CNI plugins, CoreDNS, kube-router; and the
+// NATS server) from the Go module that
 // pins each one, into a cache directory keyed by module version and by a
 // digest of how it is built. A warm run finds them there and builds nothing;
 // a version bump in a go.mod, or a changed flag, builds the new one beside
@@ -93,13 +94,17 @@ var (
 	// static: it runs in an image of its own binary alone.
 	CoreDNS = Tool{Name: "coredns", ModuleDir: "tools/coredns", Module: "github.com/coredns/coredns",
 		Packages: []string{"github.com/micro/kubernetes/tools/coredns"}, Env: []string{"CGO_ENABLED=0"}}
+	// NATSServer is the events' broker, static: make run starts it, and the
+	// cluster tier puts it in an image under the official image's reference.
+	NATSServer = Tool{Name: "nats-server", ModuleDir: "tools/nats-server", Module: "github.com/nats-io/nats-server/v2",
+		Packages: []string{"github.com/nats-io/nats-server/v2"}, Env: []string{"CGO_ENABLED=0"}}
 	KubeRouter = Tool{Name: "kube-router", ModuleDir: "tools/kube-router", Module: "github.com/cloudnativelabs/kube-router/v2",
 		Packages: []string{"github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"}}
 )
 
 // All are every tool.
 func All() []Tool {
-	return []Tool{APIServer, ControllerManager, Scheduler, Kubelet, KubeProxy, Kubectl, Skaffold, Kustomize, Containerd, CNIPlugins, CoreDNS, KubeRouter}
+	return []Tool{APIServer, ControllerManager, Scheduler, Kubelet, KubeProxy, Kubectl, Skaffold, Kustomize, Containerd, CNIPlugins, CoreDNS, KubeRouter, NATSServer}
 }
 
 func kubernetes(name string) Tool {

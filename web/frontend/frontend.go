@@ -19,6 +19,7 @@ import (
 	"github.com/micro/kubernetes/pkg/k8s"
 	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
+	statsv1 "github.com/micro/kubernetes/proto/stats/v1"
 )
 
 //go:embed templates/index.html
@@ -36,6 +37,9 @@ const (
 	// DefaultGreeterTimeout is the deadline of a call to the greeter
 	// unless --greeter_timeout says otherwise.
 	DefaultGreeterTimeout = 2 * time.Second
+	// statsTimeout bounds the call for a name's count, which a greeting
+	// goes without rather than wait for.
+	statsTimeout = 500 * time.Millisecond
 	// maxBody bounds a request body: no route takes one.
 	maxBody = 4 << 10
 )
@@ -73,9 +77,11 @@ func ParseConfig(data []byte) (Config, error) {
 	return c, nil
 }
 
-// server serves the page and the API, greeting through the greeter.
+// server serves the page and the API, greeting through the greeter and
+// counting through the stats.
 type server struct {
 	greeter greeterv1.GreeterService
+	stats   statsv1.StatsService
 	timeout time.Duration
 	config  func() Config
 	page    *template.Template
@@ -83,13 +89,15 @@ type server struct {
 }
 
 // New returns the frontend's handler. Every call to the greeter is bounded
-// by timeout; config is the current configuration (nil: the defaults).
-func New(greeter greeterv1.GreeterService, timeout time.Duration, config func() Config) http.Handler {
+// by timeout; after a greeting, stats is asked for the name's count (nil:
+// never); config is the current configuration (nil: the defaults).
+func New(greeter greeterv1.GreeterService, stats statsv1.StatsService, timeout time.Duration, config func() Config) http.Handler {
 	if config == nil {
 		config = func() Config { return Config{Title: DefaultTitle} }
 	}
 	f := &server{
 		greeter: greeter,
+		stats:   stats,
 		timeout: timeout,
 		config:  config,
 		page:    template.Must(template.New("index").Parse(indexHTML)),
@@ -111,13 +119,14 @@ func withSecurityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// greet is the JSON API: GET /greeter?name=X answers {"message": "Hello X"}.
+// greet is the JSON API: GET /greeter?name=X answers {"message": "Hello X",
+// "greeted": 3}, without "greeted" when the count could not be had.
 func (f *server) greet(w http.ResponseWriter, r *http.Request) {
 	name, err := nameFrom(r)
 	if err == nil {
 		var msg string
 		if msg, err = f.hello(r.Context(), name); err == nil {
-			httpapi.WriteJSON(w, http.StatusOK, greeting{Message: msg})
+			httpapi.WriteJSON(w, http.StatusOK, greeting{Message: msg, Greeted: f.count(r.Context(), name)})
 			return
 		}
 	}
@@ -127,11 +136,15 @@ func (f *server) greet(w http.ResponseWriter, r *http.Request) {
 
 type greeting struct {
 	Message string `json:"message"`
+	// Greeted is how many greetings of the name the stats have counted.
+	Greeted *uint64 `json:"greeted,omitempty"`
 }
 
 // pageData is what the template shows.
 type pageData struct {
 	Title, Name, Greeting, Error string
+	// Greeted says the name's count: "Alice has been greeted 3 times".
+	Greeted string
 }
 
 // index is the HTML page. Its form submits GET /?name=X, so it greets with
@@ -143,7 +156,11 @@ func (f *server) index(w http.ResponseWriter, r *http.Request) {
 		name, err := nameFrom(r)
 		data.Name = name
 		if err == nil {
-			data.Greeting, err = f.hello(r.Context(), name)
+			if data.Greeting, err = f.hello(r.Context(), name); err == nil {
+				if n := f.count(r.Context(), name); n != nil {
+					data.Greeted = greetedText(name, *n)
+				}
+			}
 		}
 		if err != nil {
 			status, data.Error = describe(err)
@@ -184,6 +201,32 @@ func (f *server) hello(ctx context.Context, name string) (string, error) {
 		return "", &httpapi.CallError{Service: greeterv1.ServiceName, Err: err, TimedOut: ctx.Err() != nil, Timeout: f.timeout}
 	}
 	return rsp.GetMessage(), nil
+}
+
+// count is the stats' count of name's greetings, or nil if they do not
+// answer within statsTimeout: the greeting is the answer, the count extra.
+// The greeting just made is counted a few milliseconds after it (its
+// event's lag), so the count may not include it yet.
+func (f *server) count(ctx context.Context, name string) *uint64 {
+	if f.stats == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	rsp, err := f.stats.Get(ctx, &statsv1.GetRequest{Name: name})
+	if err != nil {
+		slog.WarnContext(ctx, "no count from the stats", "err", err)
+		return nil
+	}
+	count := rsp.GetCount()
+	return &count
+}
+
+func greetedText(name string, n uint64) string {
+	if n == 1 {
+		return name + " has been greeted once"
+	}
+	return fmt.Sprintf("%s has been greeted %d times", name, n)
 }
 
 // badRequest is input the frontend refuses before calling the greeter.

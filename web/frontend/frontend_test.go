@@ -45,7 +45,7 @@ func frontendTo(t *testing.T, addr string, timeout time.Duration) *httptest.Serv
 	t.Helper()
 	t.Setenv(k8s.EnvAddresses, greeterv1.ServiceName+"="+addr)
 	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewService("web").Client())
-	srv := httptest.NewServer(New(greeter, timeout, nil))
+	srv := httptest.NewServer(New(greeter, nil, timeout, nil))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -133,7 +133,7 @@ func TestConfiguredTitle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(nil, time.Second, func() Config { return c }))
+	srv := httptest.NewServer(New(nil, nil, time.Second, func() Config { return c }))
 	defer srv.Close()
 	rsp, err := http.Get(srv.URL)
 	if err != nil {

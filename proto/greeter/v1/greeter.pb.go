@@ -114,6 +114,54 @@ func (x *HelloResponse) GetMessage() string {
 	return ""
 }
 
+// Greeted is the event of one greeting answered, published on the subject
+// "greeter.greeted" (GreetedSubject) of the greeter's stream (NATS
+// JetStream). Its id and time travel in the event's headers.
+type Greeted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name greeted.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Greeted) Reset() {
+	*x = Greeted{}
+	mi := &file_greeter_v1_greeter_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Greeted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Greeted) ProtoMessage() {}
+
+func (x *Greeted) ProtoReflect() protoreflect.Message {
+	mi := &file_greeter_v1_greeter_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Greeted.ProtoReflect.Descriptor instead.
+func (*Greeted) Descriptor() ([]byte, []int) {
+	return file_greeter_v1_greeter_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Greeted) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_greeter_v1_greeter_proto protoreflect.FileDescriptor
 
 const file_greeter_v1_greeter_proto_rawDesc = "" +
@@ -123,7 +171,9 @@ const file_greeter_v1_greeter_proto_rawDesc = "" +
 	"\fHelloRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\")\n" +
 	"\rHelloResponse\x12\x18\n" +
-	"\amessage\x18\x01 \x01(\tR\amessage2G\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"\x1d\n" +
+	"\aGreeted\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name2G\n" +
 	"\aGreeter\x12<\n" +
 	"\x05Hello\x12\x18.greeter.v1.HelloRequest\x1a\x19.greeter.v1.HelloResponseB8Z6github.com/micro/kubernetes/proto/greeter/v1;greeterv1b\x06proto3"
 
@@ -139,10 +189,11 @@ func file_greeter_v1_greeter_proto_rawDescGZIP() []byte {
 	return file_greeter_v1_greeter_proto_rawDescData
 }
 
-var file_greeter_v1_greeter_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_greeter_v1_greeter_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_greeter_v1_greeter_proto_goTypes = []any{
 	(*HelloRequest)(nil),  // 0: greeter.v1.HelloRequest
 	(*HelloResponse)(nil), // 1: greeter.v1.HelloResponse
+	(*Greeted)(nil),       // 2: greeter.v1.Greeted
 }
 var file_greeter_v1_greeter_proto_depIdxs = []int32{
 	0, // 0: greeter.v1.Greeter.Hello:input_type -> greeter.v1.HelloRequest
@@ -165,7 +216,7 @@ func file_greeter_v1_greeter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_greeter_v1_greeter_proto_rawDesc), len(file_greeter_v1_greeter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

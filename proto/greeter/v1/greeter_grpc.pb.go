@@ -29,7 +29,7 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Greeter says hello.
+// Greeter says hello, and publishes a Greeted event for every greeting.
 type GreeterClient interface {
 	// Hello answers "Hello <name>". An empty name, a name longer than the
 	// service's documented limit, or a name that is not valid UTF-8 is refused
@@ -59,7 +59,7 @@ func (c *greeterClient) Hello(ctx context.Context, in *HelloRequest, opts ...grp
 // All implementations must embed UnimplementedGreeterServer
 // for forward compatibility.
 //
-// Greeter says hello.
+// Greeter says hello, and publishes a Greeted event for every greeting.
 type GreeterServer interface {
 	// Hello answers "Hello <name>". An empty name, a name longer than the
 	// service's documented limit, or a name that is not valid UTF-8 is refused

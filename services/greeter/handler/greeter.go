@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"go-micro.dev/v6/errors"
+	"google.golang.org/protobuf/proto"
 
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
 )
@@ -54,13 +55,17 @@ func ParseConfig(data []byte) (Config, error) {
 type Greeter struct {
 	// Config is the current configuration; nil means the defaults.
 	Config func() Config
+	// Publish publishes an event without waiting (k8s.Publisher's); nil
+	// publishes none.
+	Publish func(ctx context.Context, subject string, data []byte) string
 }
 
 var _ greeterv1.GreeterHandler = Greeter{}
 
-// Hello answers the configured greeting ("Hello <name>" by default), or
-// InvalidArgument for a name it refuses.
-func (g Greeter) Hello(_ context.Context, req *greeterv1.HelloRequest, rsp *greeterv1.HelloResponse) error {
+// Hello answers the configured greeting ("Hello <name>" by default) and
+// publishes a Greeted event, or answers InvalidArgument for a name it
+// refuses.
+func (g Greeter) Hello(ctx context.Context, req *greeterv1.HelloRequest, rsp *greeterv1.HelloResponse) error {
 	if err := validateName(req.GetName()); err != nil {
 		// A go-micro BadRequest travels as gRPC InvalidArgument.
 		return errors.BadRequest(greeterv1.ServiceName, "%s", err)
@@ -70,6 +75,11 @@ func (g Greeter) Hello(_ context.Context, req *greeterv1.HelloRequest, rsp *gree
 		greeting = g.Config().Greeting
 	}
 	rsp.Message = strings.Replace(greeting, NamePlaceholder, req.GetName(), 1)
+	if g.Publish != nil {
+		// A valid name always marshals: the error is not possible here.
+		data, _ := proto.Marshal(&greeterv1.Greeted{Name: req.GetName()})
+		g.Publish(ctx, greeterv1.GreetedSubject, data)
+	}
 	return nil
 }
 

@@ -7,9 +7,10 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("greet");
   const greeting = document.getElementById("greeting");
   const error = document.getElementById("error");
+  const greeted = document.getElementById("greeted");
 
   const show = (el, text) => {
-    greeting.hidden = error.hidden = true;
+    greeting.hidden = error.hidden = greeted.hidden = true;
     el.textContent = text; // text, never HTML
     el.hidden = false;
   };
@@ -23,6 +24,10 @@ document.addEventListener("DOMContentLoaded", () => {
       const body = await rsp.json();
       if (rsp.ok) {
         show(greeting, body.message);
+        if (body.greeted !== undefined) {
+          greeted.textContent = body.greeted === 1 ? `${name} has been greeted once` : `${name} has been greeted ${body.greeted} times`;
+          greeted.hidden = false;
+        }
       } else {
         show(error, body.error);
       }
