@@ -79,13 +79,15 @@ vet: ## Check formatting and tidy go.mod files, and run go vet, in every module
 	go vet $(PACKAGES)
 	cd tools && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./...
 
-# Each fuzz target, as package:function: every service's FuzzHello (make
-# new-service copies the greeter's), the web's and the API gateway's. Their seed corpora are
+# Each fuzz target, as package:function: every fuzz function of each
+# service's handler tests (the greeter's FuzzHello, which make new-service
+# copies), the web's and the API gateway's. Their seed corpora are
 # committed in the packages' testdata/fuzz, and go test runs them as tests
 # too. make test fuzzes by count, not time: a -fuzztime of a few seconds can
 # end before the workers report, and the run fails with "context deadline
 # exceeded".
-FUZZ_TARGETS = $(addsuffix /handler:FuzzHello,$(SERVICES)) ./web/frontend:FuzzFrontend ./api/gateway:FuzzGateway
+FUZZ_TARGETS = $(foreach s,$(SERVICES),$(addprefix $(s)/handler:,$(shell grep -hos '^func Fuzz[A-Za-z0-9]*' $(s)/handler/*_test.go | cut -c6-))) \
+  ./web/frontend:FuzzFrontend ./api/gateway:FuzzGateway
 FUZZTIME ?= 1m
 
 .PHONY: fuzz

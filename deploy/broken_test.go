@@ -29,6 +29,19 @@ func TestEachCheckCatchesItsDrift(t *testing.T) {
 		check   func(Objects, Code) error
 		breakIt func(*Objects, *Code)
 	}{
+		// NATS, a StatefulSet: checked as the Deployments are.
+		{"NATS at another version than tools/nats-server pins", checkImages, func(o *Objects, _ *Code) {
+			o.StatefulSets[0].Spec.Template.Spec.Containers[0].Image = "nats:2.10.0"
+		}},
+		{"NATS without its memory limit told", checkMemoryLimit, func(o *Objects, _ *Code) {
+			o.StatefulSets[0].Spec.Template.Spec.Containers[0].Env = nil
+		}},
+		{"NATS running as root", checkHardening, func(o *Objects, _ *Code) {
+			o.StatefulSets[0].Spec.Template.Spec.Containers[0].SecurityContext.RunAsNonRoot = ptr.To(false)
+		}},
+		{"the greeter kept from NATS", checkPolicyPaths, func(o *Objects, _ *Code) {
+			policy(o, "greeter-to-nats").Spec.Egress[0].Ports[0].Port = ptr.To(intstr.FromString("monitor"))
+		}},
 		{"a selector that matches no pod", checkSelectors, func(o *Objects, _ *Code) {
 			service(o, "greeter").Spec.Selector = map[string]string{"app.kubernetes.io/name": "gretter"}
 		}},
@@ -271,6 +284,9 @@ func clone(o Objects) Objects {
 	for _, pdb := range o.Disruptions {
 		c.Disruptions = append(c.Disruptions, *pdb.DeepCopy())
 	}
+	for _, ss := range o.StatefulSets {
+		c.StatefulSets = append(c.StatefulSets, *ss.DeepCopy())
+	}
 	c.YAML = slices.Clone(o.YAML)
 	return c
 }
@@ -310,4 +326,13 @@ func service(o *Objects, name string) *corev1.Service {
 		}
 	}
 	panic("no Service " + name)
+}
+
+func policy(o *Objects, name string) *networkingv1.NetworkPolicy {
+	for i := range o.NetworkPolicies {
+		if o.NetworkPolicies[i].Name == name {
+			return &o.NetworkPolicies[i]
+		}
+	}
+	panic("no NetworkPolicy " + name)
 }

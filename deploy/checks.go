@@ -42,8 +42,9 @@ type Code struct {
 	HealthPaths map[string]string
 	// ShutdownTimeout bounds a service's graceful stop.
 	ShutdownTimeout time.Duration
-	// Images are the images skaffold builds.
-	Images []string
+	// Images are the images skaffold builds; PinnedImages those used as
+	// published (NATS's), each at the version the code pins.
+	Images, PinnedImages []string
 	// ConfigParsers parse the configuration file, for each image that
 	// reads one, from the file ConfigFileEnv names.
 	ConfigParsers map[string]func([]byte) error
@@ -53,8 +54,10 @@ type Code struct {
 	MemoryLimitEnv string
 	// Calls are, by the Deployment that makes them, the services it calls:
 	// the web frontend and the micro toolkit every service, the API gateway
-	// those on its allow-list.
-	Calls map[string][]string
+	// those on its allow-list, the services NATS. Each call is on
+	// SelectorPort unless CallPorts names another port for the callee.
+	Calls     map[string][]string
+	CallPorts map[string]int
 }
 
 // Check is one consistency check.
@@ -102,7 +105,7 @@ func checkSelectors(o Objects, _ Code) error {
 func selected(o Objects, s corev1.Service) []appsv1.Deployment {
 	var ds []appsv1.Deployment
 	sel := labels.SelectorFromSet(s.Spec.Selector)
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		if d.Namespace == s.Namespace && sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 			ds = append(ds, d)
 		}
@@ -112,7 +115,7 @@ func selected(o Objects, s corev1.Service) []appsv1.Deployment {
 
 func checkPorts(o Objects, c Code) error {
 	var errs []error
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		for _, ctr := range d.Spec.Template.Spec.Containers {
 			want, known := c.ListenPorts[ctr.Image]
 			if !known {
@@ -153,7 +156,7 @@ func sorted(s []int) []int {
 
 func checkScrapeAnnotations(o Objects, c Code) error {
 	var errs []error
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		a := d.Spec.Template.Annotations
 		var serves bool
 		for _, ctr := range d.Spec.Template.Spec.Containers {
@@ -185,7 +188,7 @@ func resolvePort(pod corev1.PodSpec, p intstr.IntOrString) (corev1.Container, in
 
 func checkProbes(o Objects, c Code) error {
 	var errs []error
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		pod := d.Spec.Template.Spec
 		var sidecar *corev1.Container
 		for i := range pod.Containers {
@@ -235,7 +238,7 @@ func checkProbes(o Objects, c Code) error {
 // reachable by its number.
 func checkProbePortNames(o Objects, _ Code) error {
 	var errs []error
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		for _, ctr := range d.Spec.Template.Spec.Containers {
 			handlers := map[string]*corev1.ProbeHandler{}
 			for kind, p := range map[string]*corev1.Probe{"liveness": ctr.LivenessProbe, "readiness": ctr.ReadinessProbe, "startup": ctr.StartupProbe} {
@@ -318,12 +321,14 @@ func checkSelectorPort(o Objects, c Code) error {
 // grows its heap into the OOM killer.
 func checkMemoryLimit(o Objects, c Code) error {
 	var errs []error
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		for _, ctr := range d.Spec.Template.Spec.Containers {
 			if _, ok := ctr.Resources.Limits[corev1.ResourceMemory]; !ok {
 				continue
 			}
-			i := slices.IndexFunc(ctr.Env, func(e corev1.EnvVar) bool { return e.Name == c.MemoryLimitEnv })
+			// The project's binaries read c.MemoryLimitEnv; any other Go
+			// program (NATS) the Go runtime's own GOMEMLIMIT.
+			i := slices.IndexFunc(ctr.Env, func(e corev1.EnvVar) bool { return e.Name == c.MemoryLimitEnv || e.Name == "GOMEMLIMIT" })
 			var ref *corev1.ResourceFieldSelector
 			if i >= 0 && ctr.Env[i].ValueFrom != nil {
 				ref = ctr.Env[i].ValueFrom.ResourceFieldRef
@@ -342,7 +347,7 @@ func checkMemoryLimit(o Objects, c Code) error {
 // drain: more than one replica is there to survive exactly that.
 func checkDisruptionBudgets(o Objects, _ Code) error {
 	var errs []error
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		if d.Spec.Replicas == nil || *d.Spec.Replicas <= 1 {
 			continue
 		}
@@ -385,7 +390,7 @@ const (
 // lost-node taint for a time within the bounds above.
 func checkLostNodeTolerations(o Objects, _ Code) error {
 	var errs []error
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		for _, taint := range lostNodeTaints {
 			i := slices.IndexFunc(d.Spec.Template.Spec.Tolerations, func(t corev1.Toleration) bool {
 				return t.Key == taint && t.Effect == corev1.TaintEffectNoExecute
@@ -414,11 +419,11 @@ func secondsOrForever(s *int64) string {
 func checkImages(o Objects, c Code) error {
 	var errs []error
 	used := map[string]bool{}
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		for _, ctr := range d.Spec.Template.Spec.Containers {
 			used[ctr.Image] = true
-			if !slices.Contains(c.Images, ctr.Image) {
-				errs = append(errs, fmt.Errorf("%s/%s: image %q is not built by skaffold", d.Name, ctr.Name, ctr.Image))
+			if !slices.Contains(c.Images, ctr.Image) && !slices.Contains(c.PinnedImages, ctr.Image) {
+				errs = append(errs, fmt.Errorf("%s/%s: image %q is neither built by skaffold nor one pinned by the code", d.Name, ctr.Name, ctr.Image))
 			}
 		}
 	}
@@ -427,12 +432,17 @@ func checkImages(o Objects, c Code) error {
 			errs = append(errs, fmt.Errorf("skaffold builds %q, which no container uses", img))
 		}
 	}
+	for _, img := range c.PinnedImages {
+		if !used[img] {
+			errs = append(errs, fmt.Errorf("no container uses %q, the image the code pins", img))
+		}
+	}
 	return errors.Join(errs...)
 }
 
 func checkHardening(o Objects, c Code) error {
 	var errs []error
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		pod := d.Spec.Template.Spec
 		for _, ctr := range pod.Containers {
 			where := d.Name + "/" + ctr.Name
@@ -487,7 +497,7 @@ func checkHardening(o Objects, c Code) error {
 
 func checkGracePeriod(o Objects, c Code) error {
 	var errs []error
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		pod := d.Spec.Template.Spec
 		grace := 30 * time.Second // Kubernetes' default
 		if pod.TerminationGracePeriodSeconds != nil {
@@ -514,7 +524,7 @@ func checkServiceAccounts(o Objects, _ Code) error {
 		accounts[sa.Name] = sa
 	}
 	owner := map[string]string{}
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		pod := d.Spec.Template.Spec
 		sa, ok := accounts[pod.ServiceAccountName]
 		switch {
@@ -560,7 +570,7 @@ func checkLabels(o Objects, _ Code) error {
 			}
 		}
 	}
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		for _, l := range recommendedLabels {
 			if d.Spec.Template.Labels[l] == "" {
 				errs = append(errs, fmt.Errorf("Deployment %s: pods have no label %s", d.Name, l))
@@ -630,7 +640,7 @@ func checkNetworkPolicies(o Objects, _ Code) error {
 			continue
 		}
 		var pods []appsv1.Deployment
-		for _, d := range o.Deployments {
+		for _, d := range o.Workloads() {
 			if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 				pods = append(pods, d)
 			}
@@ -647,7 +657,7 @@ func checkNetworkPolicies(o Objects, _ Code) error {
 		// the services' grpc port, reached the web's 8080).
 		for _, rule := range np.Spec.Egress {
 			var peers []appsv1.Deployment
-			for _, d := range o.Deployments {
+			for _, d := range o.Workloads() {
 				if egressTo(rule.To, d) {
 					peers = append(peers, d)
 				}
@@ -697,7 +707,7 @@ func egressTo(peers []networkingv1.NetworkPolicyPeer, d appsv1.Deployment) bool 
 // policies; this proves a service added by hand did not miss one.
 func checkPolicyPaths(o Objects, c Code) error {
 	byName := map[string]appsv1.Deployment{}
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		byName[d.Name] = d
 	}
 	var errs []error
@@ -712,11 +722,15 @@ func checkPolicyPaths(o Objects, c Code) error {
 				errs = append(errs, fmt.Errorf("%s calls %s: no Deployment %s", from, name, name))
 				continue
 			}
-			if isolated(o, service, networkingv1.PolicyTypeIngress) && !policyAllows(o, service, caller, service, c.SelectorPort, networkingv1.PolicyTypeIngress) {
-				errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s accept %s's calls on port %d", name, from, c.SelectorPort))
+			port := c.SelectorPort
+			if p, ok := c.CallPorts[name]; ok {
+				port = p
 			}
-			if isolated(o, caller, networkingv1.PolicyTypeEgress) && !policyAllows(o, caller, service, service, c.SelectorPort, networkingv1.PolicyTypeEgress) {
-				errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s call %s on port %d", from, name, c.SelectorPort))
+			if isolated(o, service, networkingv1.PolicyTypeIngress) && !policyAllows(o, service, caller, service, port, networkingv1.PolicyTypeIngress) {
+				errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s accept %s's calls on port %d", name, from, port))
+			}
+			if isolated(o, caller, networkingv1.PolicyTypeEgress) && !policyAllows(o, caller, service, service, port, networkingv1.PolicyTypeEgress) {
+				errs = append(errs, fmt.Errorf("no NetworkPolicy lets %s call %s on port %d", from, name, port))
 			}
 		}
 	}
@@ -780,7 +794,7 @@ func checkConfig(o Objects, c Code) error {
 	for _, cm := range o.ConfigMaps {
 		maps[cm.Name] = cm
 	}
-	for _, d := range o.Deployments {
+	for _, d := range o.Workloads() {
 		pod := d.Spec.Template.Spec
 		for _, ctr := range pod.Containers {
 			parse, reads := c.ConfigParsers[ctr.Image]

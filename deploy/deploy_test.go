@@ -75,6 +75,9 @@ func code(t *testing.T, s Skaffold) Code {
 		"health":  {sidecarPort},
 		"loadgen": {k8s.DefaultPort}, // its -health_address in the manifest
 		"micro":   {k8s.DefaultPort}, // micro wait's --health_address, likewise
+		// NATS's client port, and its --http_port (monitoring) in the
+		// manifest.
+		natsImage(t): {k8s.EventsPort, natsMonitorPort},
 	}
 	metrics := []string{"web", "api"}
 	// Every go-micro service (the greeter, and any make new-service adds)
@@ -84,6 +87,11 @@ func code(t *testing.T, s Skaffold) Code {
 		metrics = append(metrics, img)
 	}
 	services := slices.Compact(slices.Sorted(slices.Values(append(s.ServiceImages(), greeterv1.ServiceName))))
+	// Every go-micro service publishes or consumes events over NATS.
+	calls := map[string][]string{"web": services, "api": gatewayAllows(t), "micro": services}
+	for _, svc := range services {
+		calls[svc] = []string{k8s.EventsService}
+	}
 	return Code{
 		ListenPorts:   listen,
 		MetricsPort:   k8s.MetricsPort,
@@ -97,9 +105,14 @@ func code(t *testing.T, s Skaffold) Code {
 		SidecarFlags:    sidecarFlags(t),
 		SidecarPath:     probe.Path,
 		SidecarLivePath: probe.LivePath,
-		HealthPaths:     map[string]string{"web": frontend.HealthPath, "api": gateway.HealthPath, "loadgen": "/health", "micro": "/health"},
-		ShutdownTimeout: k8s.ShutdownTimeout,
+		HealthPaths: map[string]string{
+			"web": frontend.HealthPath, "api": gateway.HealthPath, "loadgen": "/health", "micro": "/health", natsImage(t): "/healthz",
+		},
+		// A service drains its calls, then publishes or hands back the
+		// events it holds.
+		ShutdownTimeout: k8s.ShutdownTimeout + k8s.EventsFlushTimeout,
 		Images:          s.Images(nil),
+		PinnedImages:    []string{natsImage(t)},
 		ConfigParsers: map[string]func([]byte) error{
 			"greeter": func(b []byte) error { _, err := handler.ParseConfig(b); return err },
 			"web":     func(b []byte) error { _, err := frontend.ParseConfig(b); return err },
@@ -107,8 +120,27 @@ func code(t *testing.T, s Skaffold) Code {
 		},
 		ConfigFileEnv:  k8s.EnvConfigFile,
 		MemoryLimitEnv: k8s.EnvMemoryLimit,
-		Calls:          map[string][]string{"web": services, "api": gatewayAllows(t), "micro": services},
+		Calls:          calls,
+		CallPorts:      map[string]int{k8s.EventsService: k8s.EventsPort},
 	}
+}
+
+// natsMonitorPort is NATS's monitoring port (/healthz), its --http_port.
+const natsMonitorPort = 8222
+
+// natsImage is the official NATS image at the version tools/nats-server
+// pins: the server make run runs is the one the cluster runs.
+func natsImage(t *testing.T) string {
+	t.Helper()
+	mod, err := os.ReadFile(filepath.Join(root, "tools", "nats-server", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github\.com/nats-io/nats-server/v2 v(\S+)`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("tools/nats-server/go.mod pins no github.com/nats-io/nats-server/v2")
+	}
+	return "nats:" + string(m[1])
 }
 
 // gatewayAllows are the services the API gateway's allow-list names, in the

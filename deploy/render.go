@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"slices"
 	"fmt"
 	"path/filepath"
 
@@ -16,6 +17,7 @@ import (
 // Objects are rendered manifests, each decoded into its Kubernetes type.
 type Objects struct {
 	Deployments     []appsv1.Deployment
+	StatefulSets    []appsv1.StatefulSet
 	Services        []corev1.Service
 	ServiceAccounts []corev1.ServiceAccount
 	NetworkPolicies []networkingv1.NetworkPolicy
@@ -23,6 +25,20 @@ type Objects struct {
 	Disruptions     []policyv1.PodDisruptionBudget
 	// YAML is every object as rendered, in order.
 	YAML [][]byte
+}
+
+// Workloads are the Deployments and the StatefulSets, each as a
+// Deployment: the checks read what the two kinds share (name, replicas,
+// selector and pod template).
+func (o Objects) Workloads() []appsv1.Deployment {
+	ws := slices.Clone(o.Deployments)
+	for _, s := range o.StatefulSets {
+		ws = append(ws, appsv1.Deployment{
+			ObjectMeta: s.ObjectMeta,
+			Spec:       appsv1.DeploymentSpec{Replicas: s.Spec.Replicas, Selector: s.Spec.Selector, Template: s.Spec.Template},
+		})
+	}
+	return ws
 }
 
 // Count is how many objects there are.
@@ -64,6 +80,8 @@ func (o *Objects) add(doc []byte) error {
 	switch meta.APIVersion + "/" + meta.Kind {
 	case "apps/v1/Deployment":
 		o.Deployments, err = decodeInto(doc, o.Deployments)
+	case "apps/v1/StatefulSet":
+		o.StatefulSets, err = decodeInto(doc, o.StatefulSets)
 	case "v1/Service":
 		o.Services, err = decodeInto(doc, o.Services)
 	case "v1/ServiceAccount":

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -67,6 +68,9 @@ func Build(ctx context.Context, bin, ref string) error {
 		}
 		// The commit's own workspace, whatever GOWORK the bench runs with.
 		project, env = tree, append(env, "GOWORK="+filepath.Join(tree, "go.work"))
+	}
+	if err := stack.BuildNATS(ctx, root, bin); err != nil {
+		return err
 	}
 	for name, pkg := range binaries {
 		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(bin, name), pkg)
@@ -240,6 +244,9 @@ func (b *bench) start(side, name string, args, env []string, ready string) (proc
 	build := baseline
 	if side != baseline {
 		build = project
+		// The project's greeting path alone, as the baseline's: no events
+		// (the events row weighs them) and no count shown by the web.
+		env = append([]string{"MICRO_EVENTS_ADDRESS=", "MICRO_SHOW_COUNTS=false"}, env...)
 		if side == stock {
 			env = append(env, k8s.EnvFastPaths+"=false")
 		}
@@ -429,6 +436,11 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 			return Report{}, err
 		}
 	}
+	events, err := b.events(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	b.rows = append(b.rows, events...)
 	for _, side := range []string{project, stock} {
 		spread, err := b.spread(ctx, side)
 		if err != nil {
@@ -822,4 +834,124 @@ func (r Report) Write(dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "latest.md"), []byte(r.Markdown()), 0o644)
+}
+
+// events weighs publishing: the project's greeter with its events published
+// to NATS against the same greeter with events off (the rows' baseline),
+// alternated round by round, at saturation and at half the second's
+// throughput; and what the first published and dropped meanwhile.
+func (b *bench) events(ctx context.Context) ([]Row, error) {
+	dir, err := os.MkdirTemp("", "bench-nats-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	natsAddr, monitor := freeAddr(), freeAddr()
+	_, natsPort, _ := net.SplitHostPort(natsAddr)
+	_, monitorPort, _ := net.SplitHostPort(monitor)
+	port, _ := strconv.Atoi(natsPort)
+	mport, _ := strconv.Atoi(monitorPort)
+	nats := exec.Command(filepath.Join(b.bin, stack.NATSName), stack.NATSArgs(port, mport, dir)...)
+	if err := nats.Start(); err != nil {
+		return nil, err
+	}
+	natsDone := make(chan struct{})
+	go func() { _ = nats.Wait(); close(natsDone) }()
+	defer stack.StopProcess(nats, natsDone)
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := stack.WaitServing(waitCtx, "http://"+monitor+"/healthz", natsDone); err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+
+	// "project" publishes, "baseline" does not: both are the project's.
+	greeters := map[string]proc{}
+	metrics := freeAddr()
+	for side, env := range map[string][]string{
+		project:  {"MICRO_EVENTS_ADDRESS=nats://" + natsAddr},
+		baseline: {"MICRO_EVENTS_ADDRESS="},
+	} {
+		addr, args := freeAddr(), []string{"--metrics_address="}
+		if side == project {
+			args = []string{"--metrics_address=" + metrics}
+		}
+		// Started as the project's side, then given its own events setting.
+		g, _, err := b.start(project, "greeter", append(args, "--server_address="+addr), env, addr)
+		if err != nil {
+			return nil, err
+		}
+		defer g.stop()
+		g.addr = addr
+		greeters[side] = g
+	}
+	eventSides := []string{baseline, project}
+	sat, p99 := map[string][]float64{}, map[string][]float64{}
+	greetings := 0 // answered by the publishing greeter
+	for round := range b.cfg.Rounds {
+		for _, side := range rotate(eventSides, round) {
+			do, done := b.rpc(project, greeters[side].addr, false)
+			r := load.Run(ctx, load.Options{Workers: b.cfg.Workers, Duration: b.cfg.Saturation}, do)
+			done()
+			if r.Errors > 0 {
+				return nil, fmt.Errorf("events, %s: %v", side, r)
+			}
+			sat[side] = append(sat[side], r.Throughput)
+			if side == project {
+				greetings += r.Requests
+			}
+		}
+	}
+	rate := median(sat[baseline]) / 2
+	for round := range b.cfg.Rounds {
+		for _, side := range rotate(eventSides, round) {
+			do, done := b.rpc(project, greeters[side].addr, false)
+			r := load.Run(ctx, load.Options{Rate: rate, Workers: b.cfg.Workers * 4, Duration: b.cfg.Fixed}, do)
+			done()
+			p99[side] = append(p99[side], ms(r.P99))
+			if side == project {
+				greetings += r.Requests - r.Errors
+			}
+		}
+	}
+	// What the publisher did with every event of the runs, once it has
+	// had a moment to catch up.
+	time.Sleep(2 * time.Second)
+	counts, err := scrape("http://" + metrics + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	name := "greeter RPC, every greeting's event published to NATS (baseline: the same greeter, events off)"
+	return []Row{
+		paired(name+": throughput at saturation", project, "req/s", sat, nil),
+		paired(fmt.Sprintf("%s: p99 at %.0f req/s", name, rate), project, "ms", p99, nil),
+		single(name+": events stored by NATS (baseline: greetings answered)", project, "events", counts["events_published_total"], float64(greetings)),
+		single(name+": events dropped, buffer full (baseline: greetings answered)", project, "events", counts["events_dropped_total"], float64(greetings)),
+	}, nil
+}
+
+// scrape sums each metric's series in a Prometheus text page.
+func scrape(url string) (map[string]float64, error) {
+	rsp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer rsp.Body.Close()
+	body, err := io.ReadAll(rsp.Body)
+	if err != nil {
+		return nil, err
+	}
+	sums := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, " ")
+		name, _, _ = strings.Cut(name, "{")
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			rest = line[i+1:]
+		}
+		v, _ := strconv.ParseFloat(rest, 64)
+		sums[name] += v
+	}
+	return sums, nil
 }

@@ -182,7 +182,7 @@ func Build(ctx context.Context, dir string) error {
 	if err := build(ctx, root, dir, ts); err != nil {
 		return err
 	}
-	return buildNATS(ctx, root, dir)
+	return BuildNATS(ctx, root, dir)
 }
 
 // NATSModule pins the NATS server, relative to the root; a fork without
@@ -195,13 +195,13 @@ func HasEvents(root string) bool {
 	return err == nil
 }
 
-// buildNATS puts the NATS server pinned by NATSModule in dir: built from
+// BuildNATS puts the NATS server pinned by NATSModule in dir: built from
 // source by tools/ into its cache once per version, then linked.
-func buildNATS(ctx context.Context, root, dir string) error {
+func BuildNATS(ctx context.Context, root, dir string) error {
 	if !HasEvents(root) {
 		return nil
 	}
-	cmd := exec.CommandContext(ctx, "go", "run", ".", natsName)
+	cmd := exec.CommandContext(ctx, "go", "run", ".", NATSName)
 	cmd.Dir = filepath.Join(root, "tools")
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	var stderr bytes.Buffer
@@ -210,7 +210,7 @@ func buildNATS(ctx context.Context, root, dir string) error {
 	if err != nil {
 		return fmt.Errorf("building the NATS server (tools/nats-server): %w\n%s", err, stderr.Bytes())
 	}
-	link := filepath.Join(dir, natsName)
+	link := filepath.Join(dir, NATSName)
 	_ = os.Remove(link)
 	if err := os.Symlink(strings.TrimSpace(string(out)), link); err != nil {
 		return fmt.Errorf("linking the NATS server: %w", err)
@@ -369,9 +369,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			}
 			s.tempDir = dir
 		}
-		s.args[natsName] = natsArgs(ports, dir)
-		s.ready[natsName] = "http://" + loopback(ports.NATSMonitor) + "/healthz"
-		s.order = append(s.order, natsName)
+		s.args[NATSName] = NATSArgs(ports.NATS, ports.NATSMonitor, dir)
+		s.ready[NATSName] = "http://" + loopback(ports.NATSMonitor) + "/healthz"
+		s.order = append(s.order, NATSName)
 	}
 	// No DNS knows the services here: pin each to its loopback addresses.
 	var pinned, sidecars []string
@@ -426,15 +426,27 @@ func (s *Stack) Micro() (bin, env string, ok bool) {
 	return bin, k8s.EnvAddresses + "=" + s.addresses, true
 }
 
-// natsName is the NATS server's process, and its binary's name.
-const natsName = "nats-server"
+// NATSName is the NATS server's process, and its binary's name.
+const NATSName = "nats-server"
 
-// natsArgs run NATS on loopback with JetStream, its data in dir.
-func natsArgs(ports Ports, dir string) []string {
+// NATSArgs run NATS on loopback with JetStream, its data in dir, its
+// health at http://127.0.0.1:monitor/healthz.
+func NATSArgs(port, monitor int, dir string) []string {
 	return []string{
-		"--addr=127.0.0.1", "--port=" + strconv.Itoa(ports.NATS), "--http_port=" + strconv.Itoa(ports.NATSMonitor),
+		"--addr=127.0.0.1", "--port=" + strconv.Itoa(port), "--http_port=" + strconv.Itoa(monitor),
 		"--jetstream", "--store_dir=" + dir, "--server_name=local",
 	}
+}
+
+// Binary is the path of a process's binary and the environment the stack
+// runs it with: to run one more replica beside it.
+func (s *Stack) Binary(name string) (bin string, env []string) {
+	b := s.bins[name]
+	if b == "" {
+		b = name
+	}
+	return filepath.Join(s.dir, b), append(append(append(os.Environ(),
+		k8s.EnvMemoryLimit+"="+strconv.Itoa(MemoryLimit)), s.common...), s.env[name]...)
 }
 
 // serviceArgs are the flags of a go-micro service, web or gRPC, of the
@@ -446,12 +458,9 @@ func serviceArgs(addr, metrics string) []string {
 }
 
 func (s *Stack) start(name string) error {
-	bin := s.bins[name]
-	if bin == "" {
-		bin = name
-	}
-	cmd := exec.Command(filepath.Join(s.dir, bin), s.args[name]...)
-	cmd.Env = append(append(append(os.Environ(), k8s.EnvMemoryLimit+"="+strconv.Itoa(MemoryLimit)), s.common...), s.env[name]...)
+	bin, env := s.Binary(name)
+	cmd := exec.Command(bin, s.args[name]...)
+	cmd.Env = env
 	width := 0
 	for _, n := range s.order {
 		width = max(width, len(n))

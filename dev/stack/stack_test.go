@@ -17,8 +17,8 @@ import (
 )
 
 // TestEveryServiceRuns builds and starts the stack with every service of
-// services/ (the greeter, and each one make new-service added), each on free
-// ports, asks each for its gRPC health, and calls every endpoint the
+// services/ (the greeter, and each one make new-service added) and NATS,
+// each on free ports, asks each for its gRPC health, and calls every endpoint the
 // configuration allows through the API gateway: what make run starts.
 func TestEveryServiceRuns(t *testing.T) {
 	ctx := t.Context()
@@ -38,6 +38,9 @@ func TestEveryServiceRuns(t *testing.T) {
 		Services: map[string]ServicePorts{}}
 	for _, name := range others {
 		ports.Services[name] = ServicePorts{GRPC: freePort(t), Metrics: freePort(t)}
+	}
+	if HasEvents(root) {
+		ports.NATS, ports.NATSMonitor = freePort(t), freePort(t)
 	}
 	s, err := Start(ctx, Options{Bin: bin, Ports: ports, ConfigFile: filepath.Join(root, ConfigFile), Out: t.Output()})
 	if err != nil {

@@ -128,6 +128,10 @@ func (c *Counts) Count(ctx context.Context, e k8s.Event) error {
 
 // Get is a name's count so far.
 func (c *Counts) Get(ctx context.Context, name string) (uint64, error) {
+	// NATS away: say so now, rather than when the caller's deadline ends.
+	if !c.js.Conn().IsConnected() {
+		return 0, errors.New("NATS is not connected")
+	}
 	kv, err := c.bucket(ctx)
 	if err != nil {
 		return 0, err
