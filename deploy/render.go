@@ -1,9 +1,9 @@
 package deploy
 
 import (
-	"slices"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"

@@ -48,10 +48,10 @@ func run() error {
 			Value:   frontend.DefaultGreeterTimeout,
 			Usage:   "The longest the frontend waits for the greeter before answering 504",
 		}, &cli.BoolFlag{
-			Name:        flagShowCounts,
-			EnvVars:     []string{"MICRO_SHOW_COUNTS"},
-			Value:       true,
-			Usage:       "Ask the stats service how many times each greeted name was greeted, and show it",
+			Name:    flagShowCounts,
+			EnvVars: []string{"MICRO_SHOW_COUNTS"},
+			Value:   true,
+			Usage:   "Ask the stats service how many times each greeted name was greeted, and show it",
 		}, k8s.ConfigFileFlag(&configFile)),
 		web.Action(func(c *cli.Context) {
 			timeout, showCounts = c.Duration(flagGreeterTimeout), c.Bool(flagShowCounts)
