@@ -19,8 +19,10 @@ import (
 
 // sizeBudget bounds each image (uncompressed, on the test's tiny base).
 // go-micro's graph alone takes 27.8 MB (docs/testing.md says where the rest
-// goes); this guards against growth.
-const sizeBudget = 31_000_000
+// goes), and the NATS client of the events 0.56 MB more in a service that
+// publishes or consumes (measured on the greeter's stripped binary); this
+// guards against growth.
+const sizeBudget = 31_500_000
 
 // budgets are the images with a budget of their own: the micro toolkit
 // links go-micro's CLI, 0.7 MB over its client (docs/testing.md).

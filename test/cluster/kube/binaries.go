@@ -21,6 +21,9 @@ type Binaries struct {
 	CoreDNS    string
 	// KubeRouter enforces NetworkPolicies, when a test starts it.
 	KubeRouter string
+	// NATSServer is the events' broker, pushed as the official image of
+	// NATSTag (its version), which the manifests name.
+	NATSServer, NATSTag string
 	// Pause is the pods' sandbox program (./pause), NetCheck the network
 	// policy tests' (./netcheck); both built each run.
 	Pause, NetCheck string
@@ -46,6 +49,7 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 		{tool.APIServer, &b.APIServer}, {tool.ControllerManager, &b.ControllerManager}, {tool.Scheduler, &b.Scheduler},
 		{tool.Kubelet, &b.Kubelet}, {tool.KubeProxy, &b.KubeProxy}, {tool.Kubectl, &b.Kubectl},
 		{tool.Containerd, &b.Containerd}, {tool.CNIPlugins, &b.CNIPlugins}, {tool.CoreDNS, &b.CoreDNS}, {tool.KubeRouter, &b.KubeRouter},
+		{tool.NATSServer, &b.NATSServer},
 		{tool.Skaffold, &b.Skaffold}, {tool.Kustomize, &b.Kustomize},
 	} {
 		if *t.dest, err = t.tool.Build(ctx, root, cache, os.Stderr); err != nil {
@@ -53,6 +57,11 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 		}
 	}
 	b.CNIPlugins = filepath.Dir(b.CNIPlugins)
+	version, err := tool.NATSServer.Version(ctx, root)
+	if err != nil {
+		return b, err
+	}
+	b.NATSTag = strings.TrimPrefix(version, "v")
 
 	// The pause and netcheck programs are this module's own: static, for
 	// images of their own; beside the tools, rebuilt (from the build cache)

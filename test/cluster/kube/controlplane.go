@@ -1,8 +1,8 @@
 // Package kube runs a real Kubernetes cluster of three nodes for tests, built
 // from source: etcd (embedded), kube-apiserver, kube-controller-manager and
 // kube-scheduler; on each node containerd with runc, the CNI bridge, the
-// kubelet and kube-proxy; CoreDNS; and an image registry that skaffold pushes
-// to and the nodes pull from. Pods run, probes are sent, Services carry
+// kubelet and kube-proxy; CoreDNS; an image registry that skaffold pushes
+// to and the nodes pull from; and volumes for the claims that ask one. Pods run, probes are sent, Services carry
 // packets. All of it lives in network, mount and PID namespaces of its own
 // (see Main): nothing reaches the host's network, files or processes.
 package kube
@@ -63,6 +63,8 @@ type Cluster struct {
 	// enforcing: the policy enforcer runs on every node, and on one that
 	// comes back.
 	enforcing bool
+	// stopVolumes stops the volume provisioner (provisionVolumes).
+	stopVolumes context.CancelFunc
 }
 
 // Start starts the cluster in h.Dir and waits until every node is Ready and
@@ -90,6 +92,9 @@ func Start(ctx context.Context, h Host) (c *Cluster, err error) {
 	if err := c.startControllers(); err != nil {
 		return c, err
 	}
+	volumes, stopVolumes := context.WithCancel(context.Background())
+	c.stopVolumes = stopVolumes
+	go c.provisionVolumes(volumes)
 	if err := c.startRegistry(ctx); err != nil {
 		return c, err
 	}
@@ -103,6 +108,9 @@ func Start(ctx context.Context, h Host) (c *Cluster, err error) {
 func (c *Cluster) Stop() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stopVolumes != nil {
+		c.stopVolumes()
+	}
 	var errs []error
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		errs = append(errs, c.procs[i].stop())

@@ -290,8 +290,12 @@ func (c *Cluster) startContainerd(ctx context.Context, n *node) error {
 	// registry listens on the control plane's address, which every node
 	// reaches: a mirror, the way kind documents a local registry.
 	registryHost := fmt.Sprintf("server = \"http://%s:%d\"\n", APIServerIP, registryPort)
-	if err := writeFile(c.nodePath(n, "containerd", "certs.d", c.Registry, "hosts.toml"), registryHost); err != nil {
-		return err
+	// Docker Hub too: the one image the manifests take from there is in the
+	// registry (dockerHubMirror), and nothing may leave.
+	for _, host := range []string{c.Registry, "docker.io"} {
+		if err := writeFile(c.nodePath(n, "containerd", "certs.d", host, "hosts.toml"), registryHost); err != nil {
+			return err
+		}
 	}
 	config := fmt.Sprintf(`version = 3
 root = %[1]q

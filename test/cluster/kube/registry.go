@@ -55,12 +55,20 @@ func (c *Cluster) startRegistry(ctx context.Context) error {
 // NetCheckImage is the image of the netcheck program, in the registry.
 const NetCheckImage = "netcheck:1"
 
+// dockerHubMirror holds what the manifests name from Docker Hub: NATS's
+// official image ("nats:2.15.3" is docker.io/library/nats:2.15.3), built
+// from the same source, at the same version, by tools/nats-server. The
+// nodes pull docker.io from the registry (see startContainerd).
+const dockerHubMirror = "library/"
+
 // pushPrograms pushes an image of each of the tier's own programs: the
-// pause program, every pod's sandbox, and netcheck.
+// pause program, every pod's sandbox, and netcheck; and NATS's, under the
+// official image's name and tag, its entrypoint the same (/nats-server).
 func (c *Cluster) pushPrograms(ctx context.Context) error {
 	for _, p := range []struct{ image, name, bin, user string }{
 		{pauseImage, "pause", c.Host.Bins.Pause, "65535"},
 		{NetCheckImage, "netcheck", c.Host.Bins.NetCheck, "65532"},
+		{dockerHubMirror + "nats:" + c.Host.Bins.NATSTag, "nats-server", c.Host.Bins.NATSServer, "0"},
 	} {
 		bin, err := os.ReadFile(p.bin)
 		if err != nil {

@@ -1,0 +1,82 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// provisionVolumes gives every claim that waits for a volume one, as a
+// cluster's default StorageClass does, until ctx ends: a PersistentVolume
+// bound to the claim ahead (claimRef), of the size and access modes asked,
+// kept (Retain) when the claim goes. Its data is a folder of the cluster's
+// that every node sees, as a cloud disk attaches to whichever node runs its
+// pod: a pod that moves (a drain, a lost node) finds its data where it goes.
+func (c *Cluster) provisionVolumes(ctx context.Context) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		claims, err := c.Client.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		for _, claim := range claims.Items {
+			if claim.Spec.VolumeName != "" || claim.Status.Phase != corev1.ClaimPending || claim.DeletionTimestamp != nil {
+				continue
+			}
+			if err := c.provision(ctx, claim); err != nil && !apierrors.IsAlreadyExists(err) {
+				log.Printf("provisioning a volume for %s/%s: %v", claim.Namespace, claim.Name, err)
+			}
+		}
+	}
+}
+
+func (c *Cluster) provision(ctx context.Context, claim corev1.PersistentVolumeClaim) error {
+	name := "pv-" + string(claim.UID)
+	dir := c.path("volumes", name)
+	// Any user the pod runs as may write it: fsGroup does not apply to a
+	// host folder.
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		return err
+	}
+	size, ok := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+	if !ok {
+		return fmt.Errorf("the claim asks no storage size")
+	}
+	class := ""
+	if claim.Spec.StorageClassName != nil {
+		class = *claim.Spec.StorageClassName
+	}
+	hostPath := corev1.HostPathDirectory
+	_, err := c.Client.CoreV1().PersistentVolumes().Create(ctx, &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: size},
+			AccessModes:                   claim.Spec.AccessModes,
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              class,
+			ClaimRef: &corev1.ObjectReference{
+				Kind: "PersistentVolumeClaim", APIVersion: "v1",
+				Namespace: claim.Namespace, Name: claim.Name, UID: claim.UID,
+			},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: dir, Type: &hostPath},
+			},
+		},
+	}, metav1.CreateOptions{})
+	return err
+}
