@@ -17,17 +17,13 @@ import (
 
 	"github.com/micro/kubernetes/pkg/k8s"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
-	statsv1 "github.com/micro/kubernetes/proto/stats/v1"
 	"github.com/micro/kubernetes/web/frontend"
 )
 
 // The web frontend's name, and its Kubernetes Service's.
 const serviceName = "web"
 
-const (
-	flagGreeterTimeout = "greeter_timeout"
-	flagShowCounts     = "show_counts"
-)
+const flagGreeterTimeout = "greeter_timeout"
 
 func main() { k8s.Main(serviceName, run) }
 
@@ -39,7 +35,6 @@ func run() error {
 	defer flushTraces()
 
 	timeout := frontend.DefaultGreeterTimeout
-	var showCounts bool
 	var configFile string
 	svc := k8s.NewWebService(serviceName,
 		web.Flags(&cli.DurationFlag{
@@ -47,15 +42,8 @@ func run() error {
 			EnvVars: []string{"MICRO_GREETER_TIMEOUT"},
 			Value:   frontend.DefaultGreeterTimeout,
 			Usage:   "The longest the frontend waits for the greeter before answering 504",
-		}, &cli.BoolFlag{
-			Name:    flagShowCounts,
-			EnvVars: []string{"MICRO_SHOW_COUNTS"},
-			Value:   true,
-			Usage:   "Ask the stats service how many times each greeted name was greeted, and show it",
-		}, k8s.ConfigFileFlag(&configFile)),
-		web.Action(func(c *cli.Context) {
-			timeout, showCounts = c.Duration(flagGreeterTimeout), c.Bool(flagShowCounts)
-		}),
+		}, k8s.ConfigFileFlag(&configFile), countsFlag()),
+		web.Action(func(c *cli.Context) { timeout = c.Duration(flagGreeterTimeout) }),
 	)
 	switch err := svc.Init(); {
 	case errors.Is(err, k8s.ErrHelp):
@@ -74,11 +62,7 @@ func run() error {
 	}
 	client := svc.Options().Service.Client()
 	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, client)
-	var stats statsv1.StatsService
-	if showCounts {
-		stats = statsv1.NewStatsService(statsv1.ServiceName, client)
-	}
-	svc.Handle("/", frontend.New(greeter, stats, timeout, config.Get))
+	svc.Handle("/", frontend.New(greeter, timeout, config.Get, counts(client)...))
 
 	// Run serves until SIGTERM or SIGINT, then stops taking requests and
 	// drains the ones in flight (at most k8s.ShutdownTimeout).

@@ -27,6 +27,10 @@ const (
 	eventHandleTimeout = EventAckWait / 2
 	// eventBatch is how many events a replica holds at once.
 	eventBatch = 64
+	// pullExpiry bounds each request for events, and so how long a request
+	// that NATS lost (a restart) can hold a consumer idle: its heartbeats,
+	// half as often, tell the client to ask again.
+	pullExpiry = 5 * time.Second
 	// settledEvery is how often a consumer asks the stream which events are
 	// settled (Event.Settled).
 	settledEvery = time.Second
@@ -115,7 +119,7 @@ func (c *consumer) run(ctx context.Context) {
 			return
 		}
 	}
-	cc, err := cons.Consume(c.handle, jetstream.PullMaxMessages(eventBatch),
+	cc, err := cons.Consume(c.handle, jetstream.PullMaxMessages(eventBatch), jetstream.PullExpiry(pullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			slog.Debug("consuming events", "stream", c.stream, "err", err)
 		}))

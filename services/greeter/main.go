@@ -34,13 +34,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	h := handler.Greeter{Config: config.Get}
 	// Every greeting is published as an event (to NATS, --events_address);
 	// the greeting never waits for it.
 	events, err := k8s.NewPublisher(svc)
 	if err != nil {
 		return err
 	}
-	h := handler.Greeter{Config: config.Get, Publish: events.Publish}
+	h.Publish = events.Publish
 	if err := greeterv1.RegisterGreeterHandler(svc.Server(), h); err != nil {
 		return fmt.Errorf("registering the Greeter handler: %w", err)
 	}

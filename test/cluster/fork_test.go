@@ -17,8 +17,9 @@ import (
 	"time"
 )
 
-// TestTrimmedFork runs the README's commands that drop the load generator,
-// the bench and the test tiers, in a copy of the repository, then what a
+// TestTrimmedFork runs the README's commands that drop the events (the stats
+// service and NATS), the load generator, the bench and the test tiers, in
+// a copy of the repository, then what a
 // fork still needs: make render, make test and make run. It lives in this
 // tier, which has skaffold built already, for make render. Not in parallel:
 // its make test takes both cores, and beside it TestReliability measured a
@@ -38,14 +39,14 @@ func TestTrimmedFork(t *testing.T) {
 		t.Fatal(`the README has no "What a fork usually drops" commands`)
 	}
 	run(t, dir, "bash", "-euo", "pipefail", "-c", string(m[1]))
-	for _, gone := range []string{"loadgen", "dev/bench", "test/e2e", "test/cluster"} {
+	for _, gone := range []string{"loadgen", "dev/bench", "test/e2e", "test/cluster", "services/stats", "tools/nats-server"} {
 		if _, err := os.Stat(filepath.Join(dir, gone)); !os.IsNotExist(err) {
 			t.Errorf("%s is still there after the README's commands (%v)", gone, err)
 		}
 	}
 
 	rendered := run(t, dir, "make", "render")
-	if !strings.Contains(rendered, "kind: Deployment") || strings.Contains(rendered, "loadgen") {
+	if !strings.Contains(rendered, "kind: Deployment") || strings.Contains(rendered, "loadgen") || strings.Contains(rendered, "nats") {
 		t.Errorf("make render in the trimmed fork:\n%s", rendered)
 	}
 	for _, p := range []string{"loadgen", "conduit,network-policies"} {

@@ -19,7 +19,6 @@ import (
 	"github.com/micro/kubernetes/pkg/k8s"
 	"github.com/micro/kubernetes/pkg/k8s/httpapi"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
-	statsv1 "github.com/micro/kubernetes/proto/stats/v1"
 )
 
 //go:embed templates/index.html
@@ -81,27 +80,41 @@ func ParseConfig(data []byte) (Config, error) {
 // counting through the stats.
 type server struct {
 	greeter greeterv1.GreeterService
-	stats   statsv1.StatsService
+	counter Counter
 	timeout time.Duration
 	config  func() Config
 	page    *template.Template
 	mux     *http.ServeMux
 }
 
+// A Counter says how many times a name has been greeted (the stats
+// service, in web/counts.go).
+type Counter interface {
+	Count(ctx context.Context, name string) (uint64, error)
+}
+
+// An Option adds to the frontend.
+type Option func(*server)
+
+// WithCounts shows, under each greeting, how many times the name has been
+// greeted, as c says.
+func WithCounts(c Counter) Option { return func(s *server) { s.counter = c } }
+
 // New returns the frontend's handler. Every call to the greeter is bounded
-// by timeout; after a greeting, stats is asked for the name's count (nil:
-// never); config is the current configuration (nil: the defaults).
-func New(greeter greeterv1.GreeterService, stats statsv1.StatsService, timeout time.Duration, config func() Config) http.Handler {
+// by timeout; config is the current configuration (nil: the defaults).
+func New(greeter greeterv1.GreeterService, timeout time.Duration, config func() Config, opts ...Option) http.Handler {
 	if config == nil {
 		config = func() Config { return Config{Title: DefaultTitle} }
 	}
 	f := &server{
 		greeter: greeter,
-		stats:   stats,
 		timeout: timeout,
 		config:  config,
 		page:    template.Must(template.New("index").Parse(indexHTML)),
 		mux:     http.NewServeMux(),
+	}
+	for _, o := range opts {
+		o(f)
 	}
 	f.mux.HandleFunc("GET /{$}", f.index)
 	f.mux.HandleFunc("GET /greeter", f.greet)
@@ -203,23 +216,22 @@ func (f *server) hello(ctx context.Context, name string) (string, error) {
 	return rsp.GetMessage(), nil
 }
 
-// count is the stats' count of name's greetings, or nil if they do not
-// answer within statsTimeout: the greeting is the answer, the count extra.
-// The greeting just made is counted a few milliseconds after it (its
-// event's lag), so the count may not include it yet.
+// count is the count of name's greetings, or nil if there is no counter or
+// it does not answer within statsTimeout: the greeting is the answer, the
+// count extra. The greeting just made is counted a few milliseconds after
+// it (its event's lag), so the count may not include it yet.
 func (f *server) count(ctx context.Context, name string) *uint64 {
-	if f.stats == nil {
+	if f.counter == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
-	rsp, err := f.stats.Get(ctx, &statsv1.GetRequest{Name: name})
+	n, err := f.counter.Count(ctx, name)
 	if err != nil {
-		slog.WarnContext(ctx, "no count from the stats", "err", err)
+		slog.WarnContext(ctx, "no count", "err", err)
 		return nil
 	}
-	count := rsp.GetCount()
-	return &count
+	return &n
 }
 
 func greetedText(name string, n uint64) string {

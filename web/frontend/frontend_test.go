@@ -45,7 +45,7 @@ func frontendTo(t *testing.T, addr string, timeout time.Duration) *httptest.Serv
 	t.Helper()
 	t.Setenv(k8s.EnvAddresses, greeterv1.ServiceName+"="+addr)
 	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewService("web").Client())
-	srv := httptest.NewServer(New(greeter, nil, timeout, nil))
+	srv := httptest.NewServer(New(greeter, timeout, nil))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -133,7 +133,7 @@ func TestConfiguredTitle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(nil, nil, time.Second, func() Config { return c }))
+	srv := httptest.NewServer(New(nil, time.Second, func() Config { return c }))
 	defer srv.Close()
 	rsp, err := http.Get(srv.URL)
 	if err != nil {
@@ -148,5 +148,56 @@ func TestConfiguredTitle(t *testing.T) {
 		if _, err := ParseConfig([]byte(bad)); err == nil {
 			t.Errorf("ParseConfig(%.30s) accepted it", bad)
 		}
+	}
+}
+
+// counterFunc is a Counter defined by a func.
+type counterFunc func(ctx context.Context, name string) (uint64, error)
+
+func (f counterFunc) Count(ctx context.Context, name string) (uint64, error) { return f(ctx, name) }
+
+// The count shows under a greeting when the counter answers, and the
+// greeting goes without it when the counter fails or is too slow.
+func TestCounts(t *testing.T) {
+	addr := serveGreeter(t, func(_ context.Context, req *greeterv1.HelloRequest, rsp *greeterv1.HelloResponse) error {
+		rsp.Message = "Hello " + req.GetName()
+		return nil
+	})
+	t.Setenv(k8s.EnvAddresses, greeterv1.ServiceName+"="+addr)
+	greeter := greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewService("web").Client())
+	counter := counterFunc(func(ctx context.Context, name string) (uint64, error) {
+		switch name {
+		case "Ada":
+			return 3, nil
+		case "Slow":
+			<-ctx.Done()
+			return 0, ctx.Err()
+		}
+		return 0, errors.InternalServerError("stats", "no count")
+	})
+	srv := httptest.NewServer(New(greeter, time.Second, nil, WithCounts(counter)))
+	t.Cleanup(srv.Close)
+	for name, want := range map[string]string{
+		"Ada":  `{"message":"Hello Ada","greeted":3}`,
+		"Bob":  `{"message":"Hello Bob"}`,
+		"Slow": `{"message":"Hello Slow"}`,
+	} {
+		rsp, err := http.Get(srv.URL + "/greeter?name=" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(rsp.Body)
+		rsp.Body.Close()
+		if rsp.StatusCode != 200 || strings.TrimSpace(string(body)) != want {
+			t.Errorf("%s: %d %s, want 200 %s", name, rsp.StatusCode, body, want)
+		}
+	}
+	rsp, err := http.Get(srv.URL + "/?name=Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsp.Body.Close()
+	if page, _ := io.ReadAll(rsp.Body); !strings.Contains(string(page), "Ada has been greeted 3 times") {
+		t.Errorf("the page does not say the count:\n%s", page)
 	}
 }

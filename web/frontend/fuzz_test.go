@@ -37,7 +37,7 @@ func FuzzFrontend(f *testing.F) {
 		return nil
 	})
 	f.Setenv(k8s.EnvAddresses, greeterv1.ServiceName+"="+addr)
-	h := New(greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewService("web").Client()), nil, 2*time.Second, nil)
+	h := New(greeterv1.NewGreeterService(greeterv1.ServiceName, k8s.NewService("web").Client()), 2*time.Second, nil)
 	// 301, 307, 308: net/http redirecting to a cleaned path.
 	allowed := []int{200, 301, 307, 308, 400, 404, 405, 413, 502, 503, 504}
 

@@ -29,7 +29,7 @@ func main() {
 	}
 	srv := httpapi.NewServer()
 	srv.Addr = *addr
-	srv.Handler = frontend.New(greeter{greeterv1.NewGreeterClient(cc)}, nil, frontend.DefaultGreeterTimeout, nil)
+	srv.Handler = frontend.New(greeter{greeterv1.NewGreeterClient(cc)}, frontend.DefaultGreeterTimeout, nil)
 	log.Fatal(srv.ListenAndServe())
 }
 
