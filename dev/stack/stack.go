@@ -185,18 +185,20 @@ func Build(ctx context.Context, dir string) error {
 	return BuildNATS(ctx, root, dir)
 }
 
-// NATSModule pins the NATS server, relative to the root; a fork without
-// events deletes it (README, "Forking").
-const NATSModule = "tools/nats-server"
+// NATSManifest deploys NATS, relative to the root: the application runs
+// NATS where its manifests do, and a fork without the events deletes it
+// (README, "Forking").
+const NATSManifest = "deploy/base/nats.yaml"
 
-// HasEvents says whether the repository runs NATS for its events.
+// HasEvents says whether the application runs NATS for its events.
 func HasEvents(root string) bool {
-	_, err := os.Stat(filepath.Join(root, NATSModule))
+	_, err := os.Stat(filepath.Join(root, NATSManifest))
 	return err == nil
 }
 
-// BuildNATS puts the NATS server pinned by NATSModule in dir: built from
-// source by tools/ into its cache once per version, then linked.
+// BuildNATS puts the NATS server that tools/nats-server pins in dir, if the
+// application runs one: built from source by tools/ into its cache once per
+// version, then linked.
 func BuildNATS(ctx context.Context, root, dir string) error {
 	if !HasEvents(root) {
 		return nil

@@ -145,6 +145,7 @@ func (e *events) onStop(f func(context.Context)) {
 func (e *events) stop() error {
 	e.mu.Lock()
 	closers, conn := e.closers, e.conn
+	e.closers, e.conn = nil, nil // a second stop has nothing to do
 	e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), EventsFlushTimeout)
 	defer cancel()

@@ -39,7 +39,7 @@ func TestTrimmedFork(t *testing.T) {
 		t.Fatal(`the README has no "What a fork usually drops" commands`)
 	}
 	run(t, dir, "bash", "-euo", "pipefail", "-c", string(m[1]))
-	for _, gone := range []string{"loadgen", "dev/bench", "test/e2e", "test/cluster", "services/stats", "tools/nats-server"} {
+	for _, gone := range []string{"loadgen", "dev/bench", "test/e2e", "test/cluster", "services/stats", "deploy/base/nats.yaml"} {
 		if _, err := os.Stat(filepath.Join(dir, gone)); !os.IsNotExist(err) {
 			t.Errorf("%s is still there after the README's commands (%v)", gone, err)
 		}

@@ -4,16 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,51 +16,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/micro/kubernetes/pkg/k8s"
+	"github.com/micro/kubernetes/pkg/k8s/natstest"
 	greeterv1 "github.com/micro/kubernetes/proto/greeter/v1"
 	statsv1 "github.com/micro/kubernetes/proto/stats/v1"
 )
-
-// startNATS runs the NATS server that tools/ pins (built once into its
-// cache) on loopback, with JetStream in a folder of the test's, and returns
-// its URL.
-func startNATS(t *testing.T) string {
-	t.Helper()
-	build := exec.Command("go", "run", ".", "nats-server")
-	build.Dir = filepath.Join("..", "..", "..", "tools")
-	build.Env = append(os.Environ(), "GOWORK=off")
-	bin, err := build.Output()
-	if err != nil {
-		t.Fatalf("building the NATS server: %v", err)
-	}
-	port, monitor := freePort(t), freePort(t)
-	cmd := exec.Command(strings.TrimSpace(string(bin)), "--addr=127.0.0.1", "--port="+port, "--http_port="+monitor,
-		"--jetstream", "--store_dir="+t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if rsp, err := http.Get("http://127.0.0.1:" + monitor + "/healthz"); err == nil {
-			rsp.Body.Close()
-			if rsp.StatusCode == http.StatusOK {
-				return "nats://127.0.0.1:" + port
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("NATS did not start")
-		}
-	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
 
 // newCounts is a replica's Counts, on a connection of its own.
 func newCounts(t *testing.T, url string) *Counts {
@@ -94,7 +48,7 @@ func greeted(t *testing.T, name string) []byte {
 // Two replicas get every event of one name, each twice, in opposite
 // orders, at once: each is counted once.
 func TestCountIsIdempotentUnderRacingReplicas(t *testing.T) {
-	url := startNATS(t)
+	url := natstest.Start(t).URL
 	const events = 200
 	replicas := []*Counts{newCounts(t, url), newCounts(t, url)}
 	data := greeted(t, "Barbara")
@@ -129,7 +83,7 @@ func TestCountIsIdempotentUnderRacingReplicas(t *testing.T) {
 // The ids of settled events are forgotten, and the record stays small;
 // an unsettled one is still recognised.
 func TestCountForgetsSettledIDs(t *testing.T) {
-	c := newCounts(t, startNATS(t))
+	c := newCounts(t, natstest.Start(t).URL)
 	data := greeted(t, "Edsger")
 	for seq := uint64(1); seq <= 100; seq++ {
 		// Every event but the last 5 has been acknowledged by now.
@@ -158,7 +112,7 @@ func TestCountForgetsSettledIDs(t *testing.T) {
 }
 
 func TestCountRejectsMalformedEvents(t *testing.T) {
-	c := newCounts(t, startNATS(t))
+	c := newCounts(t, natstest.Start(t).URL)
 	for what, data := range map[string][]byte{"not protobuf": []byte("\xff\xff"), "no name": nil} {
 		if err := c.Count(t.Context(), k8s.Event{ID: "x", Sequence: 1, Data: data}); !errors.Is(err, k8s.ErrRejectEvent) {
 			t.Errorf("%s: %v, want k8s.ErrRejectEvent", what, err)
@@ -167,7 +121,7 @@ func TestCountRejectsMalformedEvents(t *testing.T) {
 }
 
 func TestGetRefusesBadNames(t *testing.T) {
-	s := Stats{Counts: newCounts(t, startNATS(t))}
+	s := Stats{Counts: newCounts(t, natstest.Start(t).URL)}
 	for _, name := range []string{"", strings.Repeat("a", maxNameBytes+1)} {
 		err := s.Get(context.Background(), &statsv1.GetRequest{Name: name}, new(statsv1.GetResponse))
 		if merr := merrors.FromError(err); merr == nil || merr.Code != http.StatusBadRequest {
