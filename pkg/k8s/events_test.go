@@ -2,10 +2,15 @@ package k8s
 
 import (
 	"context"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go-micro.dev/v6"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -186,4 +191,66 @@ func TestEventsOff(t *testing.T) {
 	if err := Subscribe(svc, "greeter", func(context.Context, Event) error { return nil }); err != ErrEventsOff {
 		t.Errorf("events off, Subscribe: %v, want ErrEventsOff", err)
 	}
+}
+
+// NATS away past the buffer: Publish still does not wait, and what does
+// not fit is dropped, counted and logged with the last id; the rest is
+// published once NATS is back.
+func TestPublisherDropsPastTheBuffer(t *testing.T) {
+	nats := natstest.Start(t)
+	var log lockedLog
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewJSONHandler(&log, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+
+	var got received
+	if err := Subscribe(eventsService(t, "consumer", nats.URL), "producer", got.handle); err != nil {
+		t.Fatal(err)
+	}
+	producer := eventsService(t, "producer", nats.URL)
+	pub, err := NewPublisher(producer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nats.Stop()
+	const over = 100
+	start := time.Now()
+	var ids []string
+	for range PublishBuffer + over {
+		ids = append(ids, pub.Publish(context.Background(), "said", nil))
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("%d publishes with NATS away took %s: Publish waited", PublishBuffer+over, took)
+	}
+	e, _ := servicesEvents(producer)
+	dropped := testutil.ToFloat64(e.metrics.dropped.WithLabelValues("producer", "buffer_full"))
+	// The workers hold one event each besides the buffer.
+	if dropped < over-publishWorkers || dropped > over {
+		t.Fatalf("%v dropped, want %d to %d", dropped, over-publishWorkers, over)
+	}
+	// The first drop is logged at once, with its id: one of the last.
+	line := regexp.MustCompile(`"msg":"events dropped".*"reason":"buffer_full","last_id":"([^"]+)"`).FindStringSubmatch(log.String())
+	if line == nil || !slices.Contains(ids[PublishBuffer:], line[1]) {
+		t.Errorf("no log line of the drops with the id of one of the last %d events:\n%s", over, log.String())
+	}
+	nats.Restart(t)
+	got.wait(t, PublishBuffer+over-int(dropped))
+}
+
+// lockedLog is a log output safe for concurrent writes.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
