@@ -409,6 +409,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			s.Stop()
 			return nil, err
 		}
+		// The services connect to NATS as they start: it serves first, so
+		// that the stats answer from their first request.
+		if name == NATSName {
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := s.waitServing(ctx, name)
+			cancel()
+			if err != nil {
+				s.Stop()
+				return nil, err
+			}
+		}
 	}
 	if err := s.waitReady(ctx, 30*time.Second); err != nil {
 		s.Stop()

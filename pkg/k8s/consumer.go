@@ -73,7 +73,7 @@ type EventHandler func(ctx context.Context, e Event) error
 // When the service stops, events already fetched are handled and
 // acknowledged within EventsFlushTimeout; the others are handed back.
 func Subscribe(svc micro.Service, stream string, h EventHandler) error {
-	e, err := servicesEvents(svc)
+	e, err := eventsOf(svc)
 	if err != nil {
 		return err
 	}

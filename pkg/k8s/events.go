@@ -72,8 +72,8 @@ func (e *events) flag() cli.Flag {
 	}
 }
 
-// servicesEvents finds the events of a service made by NewService.
-func servicesEvents(svc micro.Service) (*events, error) {
+// eventsOf finds the events of a service made by NewService.
+func eventsOf(svc micro.Service) (*events, error) {
 	if ctx := svc.Options().Context; ctx != nil {
 		if e, ok := ctx.Value(eventsKey{}).(*events); ok {
 			return e, nil
@@ -87,7 +87,7 @@ func servicesEvents(svc micro.Service) (*events, error) {
 // reached yet is not an error: the connection keeps trying, and each use
 // fails until it succeeds. The service closes it when it stops.
 func JetStream(svc micro.Service) (jetstream.JetStream, error) {
-	e, err := servicesEvents(svc)
+	e, err := eventsOf(svc)
 	if err != nil {
 		return nil, err
 	}

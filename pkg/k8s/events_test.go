@@ -25,7 +25,7 @@ import (
 func eventsService(t *testing.T, name, url string) micro.Service {
 	t.Helper()
 	svc := NewService(name)
-	e, err := servicesEvents(svc)
+	e, err := eventsOf(svc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestPublisherFlushesWhenStopping(t *testing.T) {
 	for range n {
 		pub.Publish(context.Background(), "said", nil)
 	}
-	e, _ := servicesEvents(producer)
+	e, _ := eventsOf(producer)
 	if err := e.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestPublisherDropsPastTheBuffer(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("%d publishes with NATS away took %s: Publish waited", PublishBuffer+over, took)
 	}
-	e, _ := servicesEvents(producer)
+	e, _ := eventsOf(producer)
 	dropped := testutil.ToFloat64(e.metrics.dropped.WithLabelValues("producer", "buffer_full"))
 	// The workers hold one event each besides the buffer.
 	if dropped < over-publishWorkers || dropped > over {

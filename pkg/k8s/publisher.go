@@ -60,7 +60,7 @@ type Publisher struct {
 // what it holds within EventsFlushTimeout and counts the rest as dropped.
 // With events off (an empty --events_address) it publishes nothing.
 func NewPublisher(svc micro.Service) (*Publisher, error) {
-	e, err := servicesEvents(svc)
+	e, err := eventsOf(svc)
 	if err != nil {
 		return nil, err
 	}

@@ -171,12 +171,21 @@ func TestJSONAPI(t *testing.T) {
 			if ct := a.header.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q, want application/json", ct)
 			}
-			var body map[string]string
+			// Strings, and a greeting's count of the name (the stats').
+			var body map[string]any
 			if err := json.Unmarshal([]byte(a.body), &body); err != nil {
-				t.Fatalf("body %q is not a JSON object of strings: %v", a.body, err)
+				t.Fatalf("body %q is not a JSON object: %v", a.body, err)
 			}
-			if !strings.Contains(body[c.field], c.want) {
+			for k, v := range body {
+				if _, ok := v.(string); !ok && !(k == "greeted" && c.field == "message") {
+					t.Errorf("body %s: %q is not a string", a.body, k)
+				}
+			}
+			if text, _ := body[c.field].(string); !strings.Contains(text, c.want) {
 				t.Errorf("body %s: %q does not contain %q", a.body, c.field, c.want)
+			}
+			if n, ok := body["greeted"].(float64); c.field == "message" && (!ok || n < 0) {
+				t.Errorf("body %s: no count of the name", a.body)
 			}
 		})
 	}
