@@ -260,7 +260,7 @@ func groupProcesses(pgid int) []string {
 // every kind it deploys, pods included, as kubectl names them.
 func appObjects(ctx context.Context, ns string) ([]string, error) {
 	cmd := exec.CommandContext(ctx, env.cluster.Host.Bins.Kubectl, "get",
-		"deployments,services,configmaps,serviceaccounts,poddisruptionbudgets,pods",
+		"deployments,statefulsets,services,configmaps,serviceaccounts,poddisruptionbudgets,pods",
 		"--selector="+partOfLabel+"="+partOf, "--namespace="+ns, "--output=name")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.cluster.Kubeconfig)
 	out, err := cmd.Output()
