@@ -207,6 +207,17 @@ func (s *shedder) http(next http.Handler) http.Handler {
 
 type arrivedKey struct{}
 
+// SinceArrival is how long ago the request in ctx arrived (an HTTP request
+// served by a web service of this package), or 0 when that is not known.
+// A handler can go without optional work for a request that is already
+// slow: under overload, that is work the server needs for the next one.
+func SinceArrival(ctx context.Context) time.Duration {
+	if at, ok := ctx.Value(arrivedKey{}).(time.Time); ok {
+		return time.Since(at)
+	}
+	return 0
+}
+
 // WithBudget returns a context for the calls a request makes, whose
 // deadline is d after the request arrived (an HTTP request served by a web
 // service of this package: when its handling began, which net/http does

@@ -39,6 +39,10 @@ const (
 	// statsTimeout bounds the call for a name's count, which a greeting
 	// goes without rather than wait for.
 	statsTimeout = 500 * time.Millisecond
+	// countSkipAfter: a greeting already this slow goes without the count.
+	// Slow means queued or overloaded, and the count is extra work that the
+	// next request needs the CPU for (a brownout: optional work goes first).
+	countSkipAfter = 100 * time.Millisecond
 	// maxBody bounds a request body: no route takes one.
 	maxBody = 4 << 10
 )
@@ -216,12 +220,12 @@ func (f *server) hello(ctx context.Context, name string) (string, error) {
 	return rsp.GetMessage(), nil
 }
 
-// count is the count of name's greetings, or nil if there is no counter or
-// it does not answer within statsTimeout: the greeting is the answer, the
-// count extra. The greeting just made is counted a few milliseconds after
+// count is the count of name's greetings, or nil if there is no counter, the
+// request is already slow (countSkipAfter), or the counter does not answer
+// within statsTimeout: the greeting is the answer, the count extra. The greeting just made is counted a few milliseconds after
 // it (its event's lag), so the count may not include it yet.
 func (f *server) count(ctx context.Context, name string) *uint64 {
-	if f.counter == nil {
+	if f.counter == nil || k8s.SinceArrival(ctx) > countSkipAfter {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
