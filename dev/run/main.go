@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/micro/kubernetes/dev/stack"
+	"github.com/micro/kubernetes/pkg/k8s"
 )
 
 // maxReplicas keeps the replicas' ports (8090 to 8099 by default) below
@@ -37,7 +38,7 @@ func main() {
 	flag.IntVar(&ports.GreeterMetrics, "greeter-metrics-port", 9090, "port of the greeter's Prometheus metrics")
 	flag.IntVar(&ports.WebMetrics, "web-metrics-port", 9091, "port of the web frontend's Prometheus metrics")
 	flag.IntVar(&ports.APIMetrics, "api-metrics-port", 9081, "port of the API gateway's Prometheus metrics")
-	flag.IntVar(&ports.NATS, "nats-port", 4222, "port of NATS, the events' broker")
+	flag.IntVar(&ports.NATS, "nats-port", k8s.EventsPort, "port of NATS, the events' broker")
 	flag.IntVar(&ports.NATSMonitor, "nats-monitor-port", 8222, "port of NATS's monitoring (/healthz)")
 	replicas := flag.Int("greeter-replicas", 1, fmt.Sprintf("replicas of the greeter, each with its sidecar, on the first one's ports + 2, + 4, ... (at most %d); the web balances over them", maxReplicas))
 	servicesPort := flag.Int("services-port", 8100, "first gRPC port of the other services, one each in name order; their metrics are on the same ports + "+strconv.Itoa(stack.MetricsOffset))

@@ -1,9 +1,8 @@
 // Package tool builds the pinned command-line tools the Makefile and the
-// cluster tier run (skaffold, kustomize, and the cluster's own binaries:
-// Kubernetes, containerd, the CNI plugins, CoreDNS, kube-router; and the
-// NATS server) from the Go module that
-// pins each one, into a cache directory keyed by module version and by a
-// digest of how it is built. A warm run finds them there and builds nothing;
+// cluster tier run (skaffold, kustomize, the NATS server, and the cluster's
+// own binaries: Kubernetes, containerd, the CNI plugins, CoreDNS,
+// kube-router) from the Go module that pins each one, into a cache
+// directory keyed by module version and by a digest of how it is built. A warm run finds them there and builds nothing;
 // a version bump in a go.mod, or a changed flag, builds the new one beside
 // the old.
 package tool
