@@ -52,9 +52,13 @@ type Event struct {
 	// Sequence is the event's place in its stream.
 	Sequence uint64
 	// Settled is a sequence up to which every event of the stream has been
-	// acknowledged by this service: none of them is delivered to it again.
-	// A handler that remembers the ids it applied (to be idempotent) can
-	// forget those of sequences up to it.
+	// handled and acknowledged by this service, as the stream said at most
+	// a second ago. A handler that remembers the ids it applied (to be
+	// idempotent) can forget those up to it, if it also takes any event up
+	// to the highest Settled it forgot with as handled: an event can still
+	// come again with an older Settled (a copy another replica was still
+	// handling, or one whose acknowledgement an unclean NATS restart
+	// lost). services/stats keeps that Settled beside its ids.
 	Settled uint64
 	// Delivery counts the deliveries of this event, 1 the first time.
 	Delivery uint64

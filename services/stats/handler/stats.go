@@ -31,11 +31,16 @@ const (
 // A record is a name's value in the bucket.
 type record struct {
 	Count uint64 `json:"count"`
-	// Applied are the ids of the events counted that may still be
-	// delivered again, each with its stream sequence: a copy of one is not
-	// counted twice. Ids of settled sequences (k8s.Event.Settled) are
-	// forgotten, so it holds those of the last seconds only.
+	// Applied are the ids of the events counted above Settled, each with
+	// its stream sequence: a copy of one is not counted twice.
 	Applied map[string]uint64 `json:"applied,omitempty"`
+	// Settled is the highest k8s.Event.Settled the record was pruned with:
+	// every event up to it was handled, so its ids are forgotten and a
+	// copy of one delivered again is not counted. A delivery can carry an
+	// older Settled than the record's (a replica's stale view, or an
+	// unclean NATS restart that lost acknowledgements): without this, such
+	// a copy would find its id forgotten and count twice.
+	Settled uint64 `json:"settled,omitempty"`
 }
 
 // Counts keeps a count of greetings per name in Bucket. Count may run in
@@ -98,13 +103,14 @@ func (c *Counts) Count(ctx context.Context, e k8s.Event) error {
 			}
 			revision = entry.Revision()
 		}
-		if _, counted := rec.Applied[e.ID]; counted {
+		if _, counted := rec.Applied[e.ID]; counted || e.Sequence <= rec.Settled {
 			return nil
 		}
 		if rec.Applied == nil {
 			rec.Applied = map[string]uint64{}
 		}
-		maps.DeleteFunc(rec.Applied, func(_ string, seq uint64) bool { return seq <= e.Settled })
+		rec.Settled = max(rec.Settled, e.Settled)
+		maps.DeleteFunc(rec.Applied, func(_ string, seq uint64) bool { return seq <= rec.Settled })
 		rec.Count++
 		rec.Applied[e.ID] = e.Sequence
 		data, err := json.Marshal(rec)
