@@ -126,6 +126,30 @@ func TestLimiterHoldsTheQueueToCoDelsBounds(t *testing.T) {
 	}
 }
 
+// A request that finds queued ahead of it as many as the slots that free
+// within its bound is refused on arrival, without waiting; one that finds
+// fewer queues. The bound is the queue's: queueTarget once it has stayed.
+func TestLimiterRefusesAtOnceWhatCannotStartInTime(t *testing.T) {
+	l := newLimiter(1000)
+	fill(t, l)
+	l.mu.Lock()
+	l.mean = time.Duration(l.limit) * queueTarget / 2 // 2 slots free within the target
+	l.queue = append(l.queue, &waiter{at: time.Now(), ready: make(chan struct{})})
+	l.lastEmpty = time.Now().Add(-2 * queueInterval)
+	l.mu.Unlock()
+	out := make(chan admission, 1)
+	enqueue(t, t.Context(), l, 1, out) // the second: it queues
+	if waited, reason, err := l.acquire(t.Context(), time.Now()); reason != refusedQueueDelay || waited != 0 || err != nil {
+		t.Errorf("beyond the room: %q after %s (%v), want %q at once", reason, waited, err, refusedQueueDelay)
+	}
+	if a := <-out; a.reason != refusedQueueDelay || a.waited < queueTarget {
+		t.Errorf("within the room: %+v, want queued, then refused after %s", a, queueTarget)
+	}
+	if got, want := l.room(queueMaxWait), 2*int(queueMaxWait/queueTarget); got != want {
+		t.Errorf("room in a fresh queue: %d, want %d", got, want)
+	}
+}
+
 // A caller who leaves while queued leaves the queue.
 func TestLimiterLetsACallerLeave(t *testing.T) {
 	l := newLimiter(1000)
@@ -191,7 +215,7 @@ func TestLimiterFollowsTheTimeRequestsTake(t *testing.T) {
 // arrival it is the whole budget, and an earlier deadline still holds.
 func TestWithBudgetCountsFromArrival(t *testing.T) {
 	now := time.Now()
-	arrived := context.WithValue(t.Context(), arrivedKey{}, now.Add(-300*time.Millisecond))
+	arrived := context.WithValue(t.Context(), admittedKey{}, admitted{arrived: now.Add(-300 * time.Millisecond)})
 	for _, c := range []struct {
 		name string
 		ctx  context.Context
