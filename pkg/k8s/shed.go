@@ -201,21 +201,32 @@ func (s *shedder) http(next http.Handler) http.Handler {
 			return
 		}
 		defer s.done(start)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), arrivedKey{}, arrived)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), admittedKey{}, admitted{arrived, s.limiter})))
 	})
 }
 
-type arrivedKey struct{}
+// admitted is what the HTTP middleware tells a request's handler: when the
+// request arrived, and the limiter that admitted it.
+type admitted struct {
+	arrived time.Time
+	limiter *limiter
+}
 
-// SinceArrival is how long ago the request in ctx arrived (an HTTP request
-// served by a web service of this package), or 0 when that is not known.
-// A handler can go without optional work for a request that is already
-// slow: under overload, that is work the server needs for the next one.
-func SinceArrival(ctx context.Context) time.Duration {
-	if at, ok := ctx.Value(arrivedKey{}).(time.Time); ok {
-		return time.Since(at)
+type admittedKey struct{}
+
+// Overloaded reports whether the server of the request in ctx (an HTTP
+// request served by a web service of this package) is queueing requests
+// now: it works on as many at once as its limit allows, and more wait. A
+// handler then goes without optional work (a brownout): the CPU it would
+// take is what the queued requests wait for. At a load the server keeps
+// up with, nothing queues and it is false.
+func Overloaded(ctx context.Context) bool {
+	a, ok := ctx.Value(admittedKey{}).(admitted)
+	if !ok || a.limiter == nil {
+		return false
 	}
-	return 0
+	_, _, queued := a.limiter.snapshot()
+	return queued > 0
 }
 
 // WithBudget returns a context for the calls a request makes, whose
@@ -225,9 +236,9 @@ func SinceArrival(ctx context.Context) time.Duration {
 // slot does not then spend the whole of d. Without an arrival, it is d
 // from now. An earlier deadline of ctx (a gRPC caller's) still holds.
 func WithBudget(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	at, ok := ctx.Value(arrivedKey{}).(time.Time)
-	if !ok {
-		at = time.Now()
+	at := time.Now()
+	if a, ok := ctx.Value(admittedKey{}).(admitted); ok {
+		at = a.arrived
 	}
 	return context.WithDeadline(ctx, at.Add(d))
 }

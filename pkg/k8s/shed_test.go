@@ -131,6 +131,43 @@ func TestHTTPRequestsBeyondTheBoundAreRefused(t *testing.T) {
 	}
 }
 
+// A handler sees Overloaded only while requests queue for a slot of its
+// server's limiter: not for a request alone, and not outside a request.
+func TestOverloadedWhileRequestsQueue(t *testing.T) {
+	svc := NewWebService("web", web.Address("127.0.0.1:0"))
+	ws := svc.(webService)
+	var seen context.Context
+	svc.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { seen = r.Context() })
+	serve(t, svc)
+	rsp, err := http.Get("http://" + svc.Options().Address + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsp.Body.Close()
+	if Overloaded(seen) {
+		t.Fatal("a request alone: Overloaded, want not")
+	}
+	// The same request's context, while the server's limiter is full and
+	// one more request waits.
+	l := ws.shed.limiter
+	fill(t, l)
+	if Overloaded(seen) {
+		t.Error("every slot taken, none queued: Overloaded, want not")
+	}
+	out := make(chan admission, 1)
+	enqueue(t, t.Context(), l, 1, out)
+	if !Overloaded(seen) {
+		t.Error("a request queued: not Overloaded, want Overloaded")
+	}
+	<-out // refused at the queue's bound
+	if Overloaded(seen) {
+		t.Error("the queue empty again: Overloaded, want not")
+	}
+	if Overloaded(t.Context()) {
+		t.Error("a context of no request: Overloaded, want not")
+	}
+}
+
 // counter is the sum of a counter's series in m's registry.
 func counter(t *testing.T, m *telemetry, name string) float64 {
 	t.Helper()
