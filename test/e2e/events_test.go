@@ -94,8 +94,11 @@ func TestEventsCountTheGreetings(t *testing.T) {
 		t.Fatalf("GET /greeter: %d %s, want the greeting and a count of at least 40", a.status, a.body)
 	}
 	waitCount(t, s, "Ada", 41, 10*time.Second)
-	if page := get(t, "GET", s.Ports.URL()+"/?name=Ada"); !strings.Contains(page.body, "Ada has been greeted 41 times") {
-		t.Fatalf("the page does not say the count:\n%s", page.body)
+	// The page greets Ada a 42nd time; that event may be counted before
+	// the count is read, or not yet.
+	page := get(t, "GET", s.Ports.URL()+"/?name=Ada")
+	if !strings.Contains(page.body, "Ada has been greeted 41 times") && !strings.Contains(page.body, "Ada has been greeted 42 times") {
+		t.Fatalf("the page does not say the count, 41 or 42:\n%s", page.body)
 	}
 	if n, err := countOf(t, s, "never greeted"); err != nil || n != 0 {
 		t.Fatalf("a name never greeted: %d, %v; want 0", n, err)
