@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // A Tool is one command (or a few built together) and the module that pins
@@ -157,6 +158,7 @@ func (t Tool) Build(ctx context.Context, root, cache string, log io.Writer) (str
 		return bin, nil
 	}
 	fmt.Fprintf(log, "building %s %s into %s (once per version and recipe)\n", t.Name, version, dir)
+	start := time.Now()
 	// Built into a temporary folder and renamed, so an interrupted build
 	// never leaves a folder that a later run would take as complete.
 	tmp := dir + ".tmp"
@@ -175,6 +177,7 @@ func (t Tool) Build(ctx context.Context, root, cache string, log io.Writer) (str
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", fmt.Errorf("install %s: %w", t.Name, err)
 	}
+	fmt.Fprintf(log, "built %s %s in %s\n", t.Name, version, time.Since(start).Round(time.Second))
 	return bin, nil
 }
 
