@@ -67,7 +67,8 @@ OUTSIDE_MODULES = $(wildcard test/cluster tools tools/*/go.mod)
 .PHONY: test-cluster
 test-cluster: ## As root: skaffold deploys every profile to a real three-node cluster in namespaces of its own (the first run builds it: ~55 min)
 	$(call needs,test/cluster) tools/need.sh runc:runc nft:nftables iptables:iptables ipset:ipset && \
-	  cd test/cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && GOWORK=off go test -count=1 -timeout 60m -v .
+	  cd test/cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && \
+	  GOWORK=off go test -count=1 -timeout 60m -json . | GOWORK=off go run ./recap
 
 .PHONY: vet
 vet: ## Check formatting and tidy go.mod files, and run go vet, in every module

@@ -1,0 +1,87 @@
+// Command recap reads `go test -json` on its standard input and prints the
+// output as `go test -v` does, then, if anything failed, each failed test's
+// last lines again. A CI log is often read from its end, and the cluster
+// tier runs its tests in parallel: a failure's reason is otherwise among
+// thousands of lines of other tests' output. It exits 1 unless every
+// package passed.
+//
+//	go test -json . | go run ./recap
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+)
+
+// tail is how many of a failed test's last lines the recap shows.
+const tail = 30
+
+// event is the part of a test2json event recap reads.
+type event struct {
+	Action  string
+	Package string
+	Test    string
+	Output  string
+}
+
+func main() {
+	lines := map[string][]string{} // each test's output, "" for the package's own
+	var failed []string
+	passed, packages := 0, 0
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 16<<20)
+	for in.Scan() {
+		var e event
+		if err := json.Unmarshal(in.Bytes(), &e); err != nil || e.Action == "" {
+			// Not an event: go itself failed before the tests ran.
+			fmt.Println(in.Text())
+			continue
+		}
+		switch e.Action {
+		case "output", "build-output":
+			fmt.Print(e.Output)
+			if e.Test != "" {
+				lines[e.Test] = append(lines[e.Test], strings.TrimRight(e.Output, "\n"))
+			}
+		case "fail", "build-fail":
+			if e.Test == "" {
+				packages++
+				failed = append(failed, e.Package)
+			} else {
+				failed = append(failed, e.Test)
+			}
+		case "pass":
+			if e.Test == "" {
+				packages++
+				passed++
+			}
+		}
+	}
+	if err := in.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "recap: reading go test's output:", err)
+		os.Exit(1)
+	}
+	if len(failed) == 0 && passed > 0 && passed == packages {
+		return
+	}
+	fmt.Printf("\nrecap: %d failed: %s\n", len(failed), strings.Join(failed, ", "))
+	for _, name := range failed {
+		// A parent fails with its subtests: their lines say why.
+		out := lines[name]
+		if len(out) == 0 || slices.ContainsFunc(failed, func(f string) bool { return strings.HasPrefix(f, name+"/") }) {
+			continue
+		}
+		fmt.Printf("\n--- %s, its last %d lines:\n", name, min(tail, len(out)))
+		for _, l := range out[max(0, len(out)-tail):] {
+			fmt.Println(l)
+		}
+	}
+	if len(failed) == 0 {
+		fmt.Println("recap: no package passed")
+	}
+	os.Exit(1)
+}
