@@ -93,8 +93,10 @@ func TestBurst(t *testing.T) {
 
 	rate := burstFactor * capacity
 	t.Logf("offering %.0f req/s for %s", rate, burstLength)
+	cpuBefore := sampleCPU(t)
 	burst := summarizeLoop(offer(t.Context(), c, url, rate, burstLength), burstLength)
 	end := time.Now()
+	t.Logf("in the burst: %s", sampleCPU(t).since(cpuBefore))
 	// Afterwards: a steady 50 requests a second for 5 s.
 	after := offer(t.Context(), c, url, 50, 5*time.Second)
 
@@ -488,4 +490,60 @@ func pidOf(t *testing.T, p corev1.Pod, name string) int {
 	}
 	t.Fatalf("no process of %s/%s", p.Name, name)
 	return 0
+}
+
+// cpuSample is each CPU's time (/proc/stat, in clock ticks) and this
+// process's, the load generator's (and the embedded etcd's).
+type cpuSample struct {
+	busy, steal, total []uint64
+	self               time.Duration
+}
+
+// sampleCPU reads the machine's CPU times and this process's.
+func sampleCPU(t *testing.T) cpuSample {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s cpuSample
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// cpuN user nice system idle iowait irq softirq steal ...
+		if len(f) < 9 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
+		}
+		var v [8]uint64
+		for i := range v {
+			if v[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
+				t.Fatalf("/proc/stat: %q: %v", line, err)
+			}
+		}
+		idle := v[3] + v[4]
+		total := v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]
+		s.busy, s.steal, s.total = append(s.busy, total-idle-v[7]), append(s.steal, v[7]), append(s.total, total)
+	}
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return s
+}
+
+// since says how busy each CPU was between from and s, how much of it the
+// hypervisor took (steal), and the CPU this process used: whether the
+// application's CPU was the bottleneck, or the generator's was short.
+func (s cpuSample) since(from cpuSample) string {
+	var parts []string
+	for i := range s.total {
+		if i >= len(from.total) {
+			break
+		}
+		total := float64(max(s.total[i]-from.total[i], 1))
+		parts = append(parts, fmt.Sprintf("CPU %d busy %.0f%%, stolen %.0f%%", i,
+			100*float64(s.busy[i]-from.busy[i])/total, 100*float64(s.steal[i]-from.steal[i])/total))
+	}
+	return fmt.Sprintf("%s; the test process (the generator, etcd) used %s of CPU",
+		strings.Join(parts, "; "), (s.self - from.self).Round(100*time.Millisecond))
 }
