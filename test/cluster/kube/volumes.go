@@ -22,31 +22,59 @@ import (
 // It watches the claims, as a provisioner does. It polled them five times a
 // second before, which spent the whole of the client's 5 requests a second:
 // the tests' own requests through that client waited up to 14 s for their
-// turn (client-go's "client-side throttling", seen in a CI run).
+// turn (client-go's "client-side throttling", seen in a CI run). Each watch
+// ends after provisionResync and every claim is listed again, as an
+// informer resyncs: a watch tells of changes only, so a claim whose volume
+// could not be made (the API server busy) is tried again then, and a watch
+// whose connection died silently is replaced.
 func (c *Cluster) provisionVolumes(ctx context.Context) {
 	claims := c.Client.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll)
 	for ctx.Err() == nil {
 		list, err := claims.List(ctx, metav1.ListOptions{})
 		if err != nil {
-			time.Sleep(time.Second)
+			if ctx.Err() == nil {
+				log.Printf("listing the volume claims: %v", err)
+				time.Sleep(time.Second)
+			}
 			continue
 		}
 		for _, claim := range list.Items {
 			c.provisionPending(ctx, claim)
 		}
-		// From the list's version on; a watch the server ends is listed
-		// and watched again.
-		w, err := claims.Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
-		if err != nil {
-			time.Sleep(time.Second)
-			continue
+		c.watchClaims(ctx, list.ResourceVersion)
+	}
+}
+
+// provisionResync is how long a watch of the claims lasts before they are
+// all listed again.
+const provisionResync = 10 * time.Second
+
+// watchClaims provisions the claims that change from version on, for
+// provisionResync at most.
+func (c *Cluster) watchClaims(ctx context.Context, version string) {
+	watching, cancel := context.WithTimeout(ctx, provisionResync)
+	defer cancel()
+	w, err := c.Client.CoreV1().PersistentVolumeClaims(metav1.NamespaceAll).Watch(watching, metav1.ListOptions{ResourceVersion: version})
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Printf("watching the volume claims: %v", err)
 		}
-		for ev := range w.ResultChan() {
+		<-watching.Done()
+		return
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-watching.Done():
+			return
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return
+			}
 			if claim, ok := ev.Object.(*corev1.PersistentVolumeClaim); ok {
 				c.provisionPending(ctx, *claim)
 			}
 		}
-		w.Stop()
 	}
 }
 
