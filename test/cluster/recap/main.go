@@ -24,12 +24,14 @@ const tail = 30
 type event struct {
 	Action  string
 	Package string
-	Test    string
-	Output  string
+	// ImportPath names the package of a build's events.
+	ImportPath string
+	Test       string
+	Output     string
 }
 
 func main() {
-	lines := map[string][]string{} // each test's output, "" for the package's own
+	lines := map[string][]string{} // each test's output
 	var failed []string
 	passed, packages := 0, 0
 	in := bufio.NewScanner(os.Stdin)
@@ -50,7 +52,7 @@ func main() {
 		case "fail", "build-fail":
 			if e.Test == "" {
 				packages++
-				failed = append(failed, e.Package)
+				failed = append(failed, e.Package+e.ImportPath)
 			} else {
 				failed = append(failed, e.Test)
 			}
