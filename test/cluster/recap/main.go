@@ -2,8 +2,10 @@
 // output as `go test -v` does, then, if anything failed, each failed test's
 // last lines again. A CI log is often read from its end, and the cluster
 // tier runs its tests in parallel: a failure's reason is otherwise among
-// thousands of lines of other tests' output. It exits 1 unless every
-// package passed.
+// thousands of lines of other tests' output. With each failure it says how
+// busy the machine was meanwhile, and at the end over the whole run: a
+// test that passes here and fails on another machine often waited on a
+// CPU. It exits 1 unless every package passed.
 //
 //	go test -json . | go run ./recap
 package main
@@ -15,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 )
 
 // tail is how many of a failed test's last lines the recap shows.
@@ -28,11 +31,15 @@ type event struct {
 	ImportPath string
 	Test       string
 	Output     string
+	Time       time.Time
 }
 
 func main() {
-	lines := map[string][]string{} // each test's output
+	machine := watchMachine()
+	lines := map[string][]string{}  // each test's output
+	began := map[string]time.Time{} // when each test last ran on
 	var failed []string
+	var first time.Time
 	passed, packages := 0, 0
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 16<<20)
@@ -43,13 +50,21 @@ func main() {
 			fmt.Println(in.Text())
 			continue
 		}
+		if first.IsZero() {
+			first = e.Time
+		}
 		switch e.Action {
+		case "run", "cont":
+			began[e.Test] = e.Time
 		case "output", "build-output":
 			fmt.Print(e.Output)
 			if e.Test != "" {
 				lines[e.Test] = append(lines[e.Test], strings.TrimRight(e.Output, "\n"))
 			}
 		case "fail", "build-fail":
+			if e.Test != "" {
+				lines[e.Test] = append(lines[e.Test], "the machine meanwhile: "+machine.between(began[e.Test], e.Time))
+			}
 			if e.Test == "" {
 				packages++
 				failed = append(failed, e.Package+e.ImportPath)
@@ -67,6 +82,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "recap: reading go test's output:", err)
 		os.Exit(1)
 	}
+	fmt.Printf("recap: the machine: %s; over the run: %s\n", describeMachine(), machine.between(first, time.Now()))
 	if len(failed) == 0 && passed > 0 && passed == packages {
 		return
 	}
