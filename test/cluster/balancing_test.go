@@ -43,13 +43,18 @@ func TestBalancing(t *testing.T) {
 	}
 	url := serviceURL("web", ns) + "/greeter?name=Spread"
 	l := startLoop(t.Context(), url, loadRate)
+	t0 := time.Now()
+	var marks []mark
+	step := func(what string) { marks = append(marks, mark{time.Now(), what}) }
 
+	step("scaling to 1")
 	kubectl(t, "scale", "deployment/greeter", "--replicas=1", "--namespace="+ns)
 	if _, err := eventually(t.Context(), 2*time.Minute, ready(1)); err != nil {
 		t.Fatal(err)
 	}
 	old := livePods(t, ns, "greeter")[0].Name
 
+	step("scaling to 3")
 	kubectl(t, "scale", "deployment/greeter", "--replicas=3", "--namespace="+ns)
 	if _, err := eventually(t.Context(), 2*time.Minute, ready(3)); err != nil {
 		t.Fatal(err)
@@ -91,10 +96,13 @@ func TestBalancing(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Until(last.Add(newPodBound)))
+	step("3,000 requests to measure the spread")
 	checkSpread(t, ns, url, 3000)
 
+	step("the rollout")
 	kubectl(t, "rollout", "restart", "deployment/greeter", "--namespace="+ns)
 	kubectl(t, "rollout", "status", "deployment/greeter", "--namespace="+ns, "--timeout=3m")
+	step("scaling to 2")
 	kubectl(t, "scale", "deployment/greeter", "--replicas=2", "--namespace="+ns)
 	if _, err := eventually(t.Context(), 2*time.Minute, ready(2)); err != nil {
 		t.Fatal(err)
@@ -106,6 +114,9 @@ func TestBalancing(t *testing.T) {
 		len(results), s.span.Round(time.Second), s.rate, s.statuses)
 	if s.statuses["200"] != len(results) {
 		t.Errorf("not every answer was 200: %v", s.statuses)
+		for _, line := range failedRuns(results, t0, marks) {
+			t.Error("  " + line)
+		}
 	}
 }
 

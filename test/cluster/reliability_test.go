@@ -83,12 +83,8 @@ func TestReliability(t *testing.T) {
 			len(results), s.span.Round(time.Second), s.rate, began["web"].Round(time.Second), s.statuses)
 		if s.statuses["200"] != len(results) {
 			t.Errorf("not every answer was 200: %v", s.statuses)
-			shown := 0
-			for _, r := range results {
-				if r.status != "200" && shown < 20 {
-					shown++
-					t.Errorf("  %s, sent at +%s, after %s", r.status, r.at.Sub(t0).Round(time.Millisecond), r.took.Round(time.Millisecond))
-				}
+			for _, line := range failedRuns(results, t0, []mark{{t0, "the greeter's rollout began"}, {t0.Add(began["web"]), "the web's rollout began"}}) {
+				t.Error("  " + line)
 			}
 		}
 		if s.rate < 50 {
@@ -374,6 +370,51 @@ func checkOutage(t *testing.T, results []result, t0 time.Time, allowed []string)
 		t.Errorf("the slowest answer took %s, over the web's deadline on the greeter", slowest)
 	}
 	t.Logf("the slowest answer took %s", slowest.Round(time.Millisecond))
+}
+
+// mark is a moment of a test, to place failures by.
+type mark struct {
+	at   time.Time
+	what string
+}
+
+// failedRuns describes the answers other than 200 as runs of one status
+// sent without a 200 between them: when they were sent (from t0), how
+// long they took, and the last mark before them. A run of 504s says the
+// web waited out its deadline on calls sent in that span; 503s that it
+// found nothing to call. It describes the first 20 runs.
+func failedRuns(results []result, t0 time.Time, marks []mark) []string {
+	const most = 20
+	var lines []string
+	runs := 0
+	for i := 0; i < len(results); {
+		if results[i].status == "200" {
+			i++
+			continue
+		}
+		j, slowest := i, time.Duration(0)
+		for ; j < len(results) && results[j].status == results[i].status; j++ {
+			slowest = max(slowest, results[j].took)
+		}
+		after := "the start"
+		for _, m := range marks {
+			if !m.at.After(results[i].at) {
+				after = fmt.Sprintf("%s (+%s)", m.what, m.at.Sub(t0).Round(100*time.Millisecond))
+			}
+		}
+		if runs++; runs > most {
+			i = j
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("%d× %s, sent from +%s to +%s, the slowest after %s; the last step before: %s",
+			j-i, results[i].status, results[i].at.Sub(t0).Round(100*time.Millisecond),
+			results[j-1].at.Sub(t0).Round(100*time.Millisecond), slowest.Round(100*time.Millisecond), after))
+		i = j
+	}
+	if runs > most {
+		lines = append(lines, fmt.Sprintf("and %d runs more", runs-most))
+	}
+	return lines
 }
 
 type summary struct {
