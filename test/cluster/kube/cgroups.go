@@ -17,25 +17,73 @@ import (
 // "unified" one. The kubelet's cgroupfs driver and runc make their cgroups
 // under root in each. cgroups are host-wide: no namespace hides them.
 func cgroupHierarchies() ([]string, error) {
+	hs, err := mountedHierarchies()
+	dirs := make([]string, len(hs))
+	for i, h := range hs {
+		dirs[i] = h.dir
+	}
+	return dirs, err
+}
+
+// hierarchy is a mounted cgroup hierarchy and the controllers it has.
+type hierarchy struct {
+	dir         string
+	controllers []string
+}
+
+func mountedHierarchies() ([]hierarchy, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var dirs []string
+	var hs []hierarchy
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		// ... mount-point ... - fstype source options
+		// ... mount-point ... - fstype source super-options
 		fields := strings.Fields(s.Text())
 		sep := slices.Index(fields, "-")
-		if sep > 4 && sep+1 < len(fields) && (fields[sep+1] == "cgroup" || fields[sep+1] == "cgroup2") {
-			dirs = append(dirs, fields[4])
+		if sep > 4 && sep+3 < len(fields) && (fields[sep+1] == "cgroup" || fields[sep+1] == "cgroup2") {
+			hs = append(hs, hierarchy{dir: fields[4], controllers: strings.Split(fields[sep+3], ",")})
 		}
 	}
-	if len(dirs) == 0 {
+	if len(hs) == 0 {
 		return nil, errors.New("no cgroup v1 hierarchy is mounted: the cluster tier knows only the hybrid layout of these machines")
 	}
-	return dirs, s.Err()
+	return hs, s.Err()
+}
+
+// SystemCgroup is where the cluster's own processes run, beside the nodes'
+// pods under root (NodeCgroupRoot): the control plane, each node's
+// kubelet, containerd and kube-proxy, and the tests with their load. Its
+// CPU weight is the default, as systemd gives system.slice on a real
+// node, and so is each node's: the pods of the three nodes weigh three
+// times what all the cluster's own processes weigh together. Left beside
+// them in the host's root cgroup, each busy thread of those processes
+// would weigh as much as all the pods together, and a busy control plane
+// would hold back the pods for seconds.
+func SystemCgroup(root string) string { return root + "/system" }
+
+// joinSystemCgroup moves the calling process, with its threads, into the
+// system cgroup in the hierarchies that weigh CPU time; the processes it
+// starts afterwards are born there. In the others it stays where it was:
+// its memory, say, is still counted where the host counts it.
+func joinSystemCgroup(root string) error {
+	hs, err := mountedHierarchies()
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		if !slices.Contains(h.controllers, "cpu") && !slices.Contains(h.controllers, "cpuacct") {
+			continue
+		}
+		// Writing 0 moves the writer's whole thread group.
+		procs := filepath.Join(h.dir, SystemCgroup(root), "cgroup.procs")
+		if err := os.WriteFile(procs, []byte("0"), 0o644); err != nil {
+			return fmt.Errorf("join the cgroup %s: %w", filepath.Dir(procs), err)
+		}
+	}
+	return nil
 }
 
 // makeCgroups makes root in every hierarchy. A cpuset cgroup takes no task

@@ -25,7 +25,8 @@ import (
 //     cgroups) and run the binary again in new network, mount and PID
 //     namespaces. Afterwards, also after a failure or Ctrl-C, remove what it
 //     prepared and put back the sysctls the kubelet rewrites.
-//  2. As the first process of those namespaces: private mounts over the
+//  2. As the first process of those namespaces: join the cgroup the
+//     cluster's own processes share (SystemCgroup), private mounts over the
 //     fixed paths, loopback and the node's address; run stage 3, reap what
 //     is orphaned, pass signals on. When it exits the kernel kills whatever
 //     is left in the PID namespace, and the mounts and network interfaces
@@ -70,7 +71,8 @@ type Host struct {
 	// Bins are the binaries to run.
 	Bins Binaries
 	// CgroupRoot is the run's cgroup, made in every cgroup v1 hierarchy,
-	// with one for each node's kubelet under it (NodeCgroupRoot).
+	// with one for each node's kubelet under it (NodeCgroupRoot) and one for
+	// the cluster's own processes (SystemCgroup).
 	CgroupRoot string
 	// Sysctls are the host's values of the sysctls the kubelet rewrites.
 	Sysctls map[string]string
@@ -160,6 +162,9 @@ func prepareHost(bins Binaries) (h Host, undo func() error, err error) {
 		if err := makeCgroups(NodeCgroupRoot(h.CgroupRoot, NodeName(i))); err != nil {
 			return h, undo, err
 		}
+	}
+	if err := makeCgroups(SystemCgroup(h.CgroupRoot)); err != nil {
+		return h, undo, err
 	}
 	if h.Dir, err = os.MkdirTemp("", "micro-cluster-"); err != nil {
 		return h, undo, err
@@ -258,7 +263,13 @@ func runInside(h Host) (int, error) {
 // private, mounts its own /proc and a tmpfs over each fixed path, sets up the
 // network, then runs the tests stage until it exits.
 func initStage() int {
-	err := isolateMounts()
+	h, err := hostFromEnv()
+	if err == nil {
+		err = joinSystemCgroup(h.CgroupRoot)
+	}
+	if err == nil {
+		err = isolateMounts()
+	}
 	if err == nil {
 		err = setUpNetwork()
 	}
