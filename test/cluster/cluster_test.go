@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -163,13 +164,21 @@ func restarts(t *testing.T, ns string) map[string]int32 {
 	return counts
 }
 
+// warning is a Warning event about a pod.
+type warning struct {
+	reason, text string
+}
+
+// probeFailed is the reason of the kubelet's event for a failed probe.
+const probeFailed = "Unhealthy"
+
 // warnings are the Warning events about pods of ns seen since t.
-func warnings(ctx context.Context, ns string, since time.Time) ([]string, error) {
+func warnings(ctx context.Context, ns string, since time.Time) ([]warning, error) {
 	list, err := env.cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "type=Warning"})
 	if err != nil {
 		return nil, err
 	}
-	var found []string
+	var found []warning
 	for _, e := range list.Items {
 		last := e.LastTimestamp.Time
 		if e.Series != nil {
@@ -179,10 +188,28 @@ func warnings(ctx context.Context, ns string, since time.Time) ([]string, error)
 			last = e.EventTime.Time
 		}
 		if e.InvolvedObject.Kind == "Pod" && !last.Before(since) {
-			found = append(found, fmt.Sprintf("%s %s: %s %s (x%d)", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message, e.Count))
+			found = append(found, warning{e.Reason, fmt.Sprintf("%s %s: %s %s (x%d)", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message, e.Count)})
 		}
 	}
 	return found, nil
+}
+
+// leftReady are the pods of ns that are not Ready, or whose Ready
+// condition changed since t: a readiness probe that failed its
+// failureThreshold in a row took them out of their Services meanwhile.
+func leftReady(ctx context.Context, ns string, since time.Time) ([]string, error) {
+	list, err := pods(ctx, ns, "")
+	if err != nil {
+		return nil, err
+	}
+	var left []string
+	for _, p := range list {
+		i := slices.IndexFunc(p.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == corev1.PodReady })
+		if i < 0 || p.Status.Conditions[i].Status != corev1.ConditionTrue || p.Status.Conditions[i].LastTransitionTime.After(since) {
+			left = append(left, p.Name)
+		}
+	}
+	return left, nil
 }
 
 // client sends requests from the node, finding names through the cluster's

@@ -13,15 +13,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// steady is how long a deployed profile must run without a Warning event
-// from its pods: a probe that errors, fails or cannot run reports one every
-// period, which is at most 10 s here.
+// steady is how long a deployed profile must run with no probe acting (see
+// checkSteady): a probe that errors, fails or cannot run fails every
+// period, which is at most 10 s here, and acts after three at most.
 const steady = time.Minute
 
 // TestProfiles deploys with `skaffold run` with no profile, each profile
 // alone, and all of them, each into a namespace of its own, at once. Each
 // must come up Running and Ready through its real probes, run a steady
-// minute without a Warning from its pods, answer /greeter through the web
+// minute with no probe acting, answer /greeter through the web
 // Service (which calls the greeter by its Service's DNS name), and serve the
 // page; each profile adds its own check.
 func TestProfiles(t *testing.T) {
@@ -53,17 +53,41 @@ func TestProfiles(t *testing.T) {
 			}
 
 			time.Sleep(time.Until(ready.Add(steady)))
-			warned, err := warnings(t.Context(), ns, ready)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, w := range warned {
-				t.Errorf("during the steady minute: %s", w)
-			}
-			if after := restarts(t, ns); fmt.Sprint(after) != fmt.Sprint(before) {
-				t.Errorf("containers restarted during the steady minute: %v, then %v", before, after)
-			}
+			checkSteady(t, ns, ready, before)
 		})
+	}
+}
+
+// checkSteady checks the steady minute since ready: no Warning from the
+// pods but for a probe that failed without effect, no container restarted
+// (before are the restart counts at ready) and no pod left Ready. A probe
+// acts only after failureThreshold failures in a row (3 for liveness, 2
+// for readiness here): a single failure is the kubelet's to absorb, and a
+// machine running many stacks at once on two cores shows some (a
+// probe's answer waiting its timeout for a CPU). A probe set wrong fails
+// every period, and restarts its container or keeps its pod out of Ready.
+func checkSteady(t *testing.T, ns string, ready time.Time, before map[string]int32) {
+	t.Helper()
+	warned, err := warnings(t.Context(), ns, ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range warned {
+		if w.reason == probeFailed {
+			t.Logf("during the steady minute, without effect so far: %s", w.text)
+		} else {
+			t.Errorf("during the steady minute: %s", w.text)
+		}
+	}
+	if after := restarts(t, ns); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("containers restarted during the steady minute: %v, then %v", before, after)
+	}
+	left, err := leftReady(t.Context(), ns, ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("pods left Ready during the steady minute, or are not Ready: %v", left)
 	}
 }
 
