@@ -169,8 +169,12 @@ type warning struct {
 	reason, text string
 }
 
-// probeFailed is the reason of the kubelet's event for a failed probe.
-const probeFailed = "Unhealthy"
+// probeFailed says the kubelet ran a probe and it failed ("Liveness probe
+// failed: ..."), rather than errored ("... probe errored and resulted in
+// unknown state"), which never counts toward its failureThreshold.
+func (w warning) probeFailed() bool {
+	return w.reason == "Unhealthy" && strings.Contains(w.text, " probe failed: ")
+}
 
 // warnings are the Warning events about pods of ns seen since t.
 func warnings(ctx context.Context, ns string, since time.Time) ([]warning, error) {

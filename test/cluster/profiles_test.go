@@ -19,11 +19,12 @@ import (
 const steady = time.Minute
 
 // TestProfiles deploys with `skaffold run` with no profile, each profile
-// alone, and all of them, each into a namespace of its own, at once. Each
-// must come up Running and Ready through its real probes, run a steady
-// minute with no probe acting, answer /greeter through the web
-// Service (which calls the greeter by its Service's DNS name), and serve the
-// page; each profile adds its own check.
+// alone, and all of them, each into a namespace of its own, two at a time
+// (make test-cluster's -parallel). Each must come up Running and Ready
+// through its real probes, run a steady minute with no probe acting,
+// answer /greeter through the web Service (which calls the greeter by its
+// Service's DNS name), and serve the page; each profile adds its own
+// check.
 func TestProfiles(t *testing.T) {
 	cases := map[string][]string{"base": nil, "all": env.file.ProfileNames()}
 	for _, p := range env.file.ProfileNames() {
@@ -63,9 +64,11 @@ func TestProfiles(t *testing.T) {
 // (before are the restart counts at ready) and no pod left Ready. A probe
 // acts only after failureThreshold failures in a row (3 for liveness, 2
 // for readiness here): a single failure is the kubelet's to absorb, and a
-// machine running many stacks at once on two cores shows some (a
-// probe's answer waiting its timeout for a CPU). A probe set wrong fails
-// every period, and restarts its container or keeps its pod out of Ready.
+// machine running many stacks at once on two cores shows some (a probe's
+// answer waiting its timeout for a CPU). A probe set wrong fails every
+// period, and restarts its container or keeps its pod out of Ready; one
+// that cannot run (a port name the kubelet does not find) errors, which
+// never acts, and is a Warning like any other.
 func checkSteady(t *testing.T, ns string, ready time.Time, before map[string]int32) {
 	t.Helper()
 	warned, err := warnings(t.Context(), ns, ready)
@@ -73,7 +76,7 @@ func checkSteady(t *testing.T, ns string, ready time.Time, before map[string]int
 		t.Fatal(err)
 	}
 	for _, w := range warned {
-		if w.reason == probeFailed {
+		if w.probeFailed() {
 			t.Logf("during the steady minute, without effect so far: %s", w.text)
 		} else {
 			t.Errorf("during the steady minute: %s", w.text)
