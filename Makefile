@@ -64,11 +64,14 @@ STOCK_TEST = MICRO_FAST_PATHS=false go test -count=1 -timeout 15m $(TESTFLAGS) .
 # Modules outside go.work, each with its own dependency graph.
 OUTSIDE_MODULES = $(wildcard test/cluster tools tools/*/go.mod)
 
+# Two tests at a time share the cluster's three nodes, as the tier's bounds
+# were measured: go test's default is one per CPU, and a machine with more
+# would put more stacks on the same nodes at once.
 .PHONY: test-cluster
 test-cluster: ## As root: skaffold deploys every profile to a real three-node cluster in namespaces of its own (the first run builds it: ~55 min)
 	$(call needs,test/cluster) tools/need.sh runc:runc nft:nftables iptables:iptables ipset:ipset && \
 	  cd test/cluster && GOWORK=off go mod tidy -diff && GOWORK=off go vet ./... && \
-	  GOWORK=off go test -count=1 -timeout 60m -json . | GOWORK=off go run ./recap
+	  GOWORK=off go test -count=1 -parallel 2 -timeout 60m -json . | GOWORK=off go run ./recap
 
 .PHONY: vet
 vet: ## Check formatting and tidy go.mod files, and run go vet, in every module
