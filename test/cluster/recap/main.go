@@ -34,7 +34,10 @@ type event struct {
 	Time       time.Time
 }
 
-func main() {
+func main() { os.Exit(recap()) }
+
+// recap prints the run and returns the exit code.
+func recap() int {
 	machine := watchMachine()
 	lines := map[string][]string{}  // each test's output
 	began := map[string]time.Time{} // when each test last ran on
@@ -80,11 +83,12 @@ func main() {
 	}
 	if err := in.Err(); err != nil {
 		fmt.Fprintln(os.Stderr, "recap: reading go test's output:", err)
-		os.Exit(1)
+		return 1
 	}
-	fmt.Printf("recap: the machine: %s; over the run: %s\n", describeMachine(), machine.between(first, time.Now()))
+	// Last, where a log read from its end shows it.
+	defer fmt.Printf("recap: the machine: %s; over the run: %s\n", describeMachine(), machine.between(first, time.Now()))
 	if len(failed) == 0 && passed > 0 && passed == packages {
-		return
+		return 0
 	}
 	fmt.Printf("\nrecap: %d failed: %s\n", len(failed), strings.Join(failed, ", "))
 	for _, name := range failed {
@@ -101,5 +105,5 @@ func main() {
 	if len(failed) == 0 {
 		fmt.Println("recap: no package passed")
 	}
-	os.Exit(1)
+	return 1
 }
