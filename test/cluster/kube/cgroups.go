@@ -61,7 +61,7 @@ func mountedHierarchies() ([]hierarchy, error) {
 // times what all the cluster's own processes weigh together. Left beside
 // them in the host's root cgroup, each busy thread of those processes
 // would weigh as much as all the pods together, and a busy control plane
-// would hold back the pods for seconds.
+// could hold back the pods for seconds.
 func SystemCgroup(root string) string { return root + "/system" }
 
 // joinSystemCgroup moves the calling process, with its threads, into the
