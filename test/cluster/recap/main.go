@@ -65,14 +65,12 @@ func recap() int {
 				lines[e.Test] = append(lines[e.Test], strings.TrimRight(e.Output, "\n"))
 			}
 		case "fail", "build-fail":
-			if e.Test != "" {
-				lines[e.Test] = append(lines[e.Test], "the machine meanwhile: "+machine.between(began[e.Test], e.Time))
-			}
 			if e.Test == "" {
 				packages++
 				failed = append(failed, e.Package+e.ImportPath)
 			} else {
 				failed = append(failed, e.Test)
+				lines[e.Test] = append(lines[e.Test], "the machine meanwhile: "+machine.between(began[e.Test], e.Time))
 			}
 		case "pass":
 			if e.Test == "" {
