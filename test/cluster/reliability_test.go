@@ -36,8 +36,8 @@ const (
 	configBound = 3 * time.Minute
 	// greeterDeadline is the web's deadline on the greeter
 	// (--greeter_timeout, 2 s by default), and slack for the answer to
-	// reach the test: a run with the machine 97% busy had a 504 arrive
-	// 2.65 s after it was sent. Without the deadline, a call to a frozen
+	// reach the test: a run with the machine 97% busy had its slowest
+	// answer arrive 2.65 s after it was sent. Without the deadline, a call to a frozen
 	// greeter waits for gRPC's keepalive to give up on it, 12 s.
 	greeterDeadline = 2*time.Second + time.Second
 	// loadRate is the rate of the request loops, in requests a second.
@@ -381,8 +381,8 @@ type mark struct {
 	what string
 }
 
-// failedRuns describes the answers other than 200 as runs of one status
-// sent without a 200 between them: when they were sent (from t0), how
+// failedRuns describes the answers other than 200 as runs of consecutive
+// answers (in the order sent) with one status: when they were sent (from t0), how
 // long they took, and the last mark before them. A run of 504s says the
 // web waited out its deadline on calls sent in that span; 503s that it
 // found nothing to call. It describes the first 20 runs.
