@@ -641,6 +641,9 @@ func (s *Stack) Freeze(name string) error {
 	return fmt.Errorf("%s did not stop after SIGSTOP", name)
 }
 
+// Names are the stack's processes, in start order.
+func (s *Stack) Names() []string { return slices.Clone(s.order) }
+
 // Pid is the process id of one process.
 func (s *Stack) Pid(name string) int {
 	s.mu.Lock()
