@@ -56,13 +56,22 @@ func kubernetesLDFlags(version string) string {
 
 // The tools, each built by `go build` in its pinning module.
 var (
-	APIServer         = kubernetes("kube-apiserver")
-	ControllerManager = kubernetes("kube-controller-manager")
-	Scheduler         = kubernetes("kube-scheduler")
-	Kubelet           = kubernetes("kubelet")
-	KubeProxy         = kubernetes("kube-proxy")
-	Kubectl           = kubernetes("kubectl")
-	Skaffold          = Tool{
+	// Kubernetes is the control plane's commands, each node's and kubectl,
+	// in one go build: it loads their package graph once and links two at
+	// a time, where one build each linked them one after the other. The
+	// first is kube-apiserver; the others are beside it.
+	Kubernetes = Tool{Name: "kubernetes", ModuleDir: "tools/kubernetes", Module: "k8s.io/kubernetes",
+		Packages: []string{
+			"k8s.io/kubernetes/cmd/kube-apiserver",
+			"k8s.io/kubernetes/cmd/kube-controller-manager",
+			"k8s.io/kubernetes/cmd/kube-scheduler",
+			"k8s.io/kubernetes/cmd/kubelet",
+			"k8s.io/kubernetes/cmd/kube-proxy",
+			"k8s.io/kubernetes/cmd/kubectl",
+		},
+		LDFlags: kubernetesLDFlags,
+	}
+	Skaffold = Tool{
 		Name: "skaffold", ModuleDir: "tools/skaffold", Module: "github.com/GoogleContainerTools/skaffold/v2",
 		Packages: []string{"github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold"},
 		LDFlags: func(v string) string {
@@ -104,11 +113,7 @@ var (
 
 // All are every tool.
 func All() []Tool {
-	return []Tool{APIServer, ControllerManager, Scheduler, Kubelet, KubeProxy, Kubectl, Skaffold, Kustomize, Containerd, CNIPlugins, CoreDNS, KubeRouter, NATSServer}
-}
-
-func kubernetes(name string) Tool {
-	return Tool{Name: name, ModuleDir: "tools/kubernetes", Module: "k8s.io/kubernetes", Packages: []string{"k8s.io/kubernetes/cmd/" + name}, LDFlags: kubernetesLDFlags}
+	return []Tool{Kubernetes, Skaffold, Kustomize, Containerd, CNIPlugins, CoreDNS, KubeRouter, NATSServer}
 }
 
 // CacheDir is where built tools are kept: $MICRO_TOOLS_CACHE, or

@@ -46,8 +46,7 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 		tool tool.Tool
 		dest *string
 	}{
-		{tool.APIServer, &b.APIServer}, {tool.ControllerManager, &b.ControllerManager}, {tool.Scheduler, &b.Scheduler},
-		{tool.Kubelet, &b.Kubelet}, {tool.KubeProxy, &b.KubeProxy}, {tool.Kubectl, &b.Kubectl},
+		{tool.Kubernetes, &b.APIServer},
 		{tool.Containerd, &b.Containerd}, {tool.CNIPlugins, &b.CNIPlugins}, {tool.CoreDNS, &b.CoreDNS}, {tool.KubeRouter, &b.KubeRouter},
 		{tool.NATSServer, &b.NATSServer},
 		{tool.Skaffold, &b.Skaffold}, {tool.Kustomize, &b.Kustomize},
@@ -56,6 +55,12 @@ func Build(ctx context.Context, root string) (Binaries, error) {
 			return b, err
 		}
 	}
+	kubernetes := filepath.Dir(b.APIServer)
+	b.ControllerManager = filepath.Join(kubernetes, "kube-controller-manager")
+	b.Scheduler = filepath.Join(kubernetes, "kube-scheduler")
+	b.Kubelet = filepath.Join(kubernetes, "kubelet")
+	b.KubeProxy = filepath.Join(kubernetes, "kube-proxy")
+	b.Kubectl = filepath.Join(kubernetes, "kubectl")
 	b.CNIPlugins = filepath.Dir(b.CNIPlugins)
 	version, err := tool.NATSServer.Version(ctx, root)
 	if err != nil {
