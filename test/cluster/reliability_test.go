@@ -37,8 +37,9 @@ const (
 	// greeterDeadline is the web's deadline on the greeter
 	// (--greeter_timeout, 2 s by default), and slack for the answer to
 	// reach the test: a run with the machine 97% busy had its slowest
-	// answer arrive 2.65 s after it was sent. Without the deadline, a call to a frozen
-	// greeter waits for gRPC's keepalive to give up on it, 12 s.
+	// answer arrive 2.65 s after it was sent. Without the deadline, a
+	// call to a frozen greeter waits 12 s, for gRPC's keepalive to give
+	// up on it.
 	greeterDeadline = 2*time.Second + time.Second
 	// loadRate is the rate of the request loops, in requests a second.
 	loadRate = 60
